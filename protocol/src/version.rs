@@ -1,0 +1,97 @@
+//! Version negotiation.
+//!
+//! The client's first frame is a [`Hello`] listing the versions it speaks,
+//! most preferred first. The relay answers with a [`Welcome`](crate::message::Welcome)
+//! naming the first of them it speaks, or, if none, with an
+//! [`ErrorFrame`] of code `UNSUPPORTED_VERSION` whose detail lists the
+//! versions it does speak, and closes. `Hello`, `Welcome` and `Error` keep
+//! their tags and layouts in every version, so this works across releases.
+
+use crate::bytes::{BoundedString, BoundedVec};
+use crate::error::{ErrorCode, ErrorDetail};
+use crate::message::{ErrorFrame, Hello, MAX_TEXT};
+
+/// The version this crate speaks best.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Every version this crate speaks, best first.
+pub const SUPPORTED_VERSIONS: &[u16] = &[PROTOCOL_VERSION];
+/// QUIC ALPN (and the TLS ALPN of the WebSocket fallback).
+pub const ALPN: &[u8] = b"spider/1";
+/// HTTP path of the WebSocket fallback.
+pub const WEBSOCKET_PATH: &str = "/spider";
+/// TLS exporter label for the auth challenge binding (RFC 8446 §7.5); no
+/// context; 32 bytes.
+pub const AUTH_EXPORTER_LABEL: &[u8] = b"EXPORTER-spider-auth";
+/// Length of the exported keying material.
+pub const AUTH_EXPORTER_LEN: usize = 32;
+
+/// A hello offering every version this crate speaks.
+pub fn hello(agent: &str) -> Hello {
+    Hello {
+        // SUPPORTED_VERSIONS is far below MAX_OFFERED_VERSIONS (checked by a test).
+        versions: BoundedVec::new(SUPPORTED_VERSIONS.to_vec()).unwrap_or_default(),
+        agent: BoundedString::truncating(agent),
+    }
+}
+
+/// Picks the version for a connection: the client's most preferred one that
+/// `supported` contains. `Err` holds the error frame to send before closing.
+pub fn negotiate(hello: &Hello, supported: &[u16]) -> Result<u16, ErrorFrame> {
+    if let Some(v) = hello.versions.iter().find(|v| supported.contains(v)) {
+        return Ok(*v);
+    }
+    let list: Vec<String> = supported.iter().map(u16::to_string).collect();
+    Err(ErrorFrame {
+        req: None,
+        code: ErrorCode::UNSUPPORTED_VERSION,
+        message: BoundedString::truncating(&format!(
+            "no common protocol version; this relay speaks {}",
+            list.join(", ")
+        )),
+        detail: ErrorDetail::Versions(
+            BoundedVec::new(supported.iter().copied().take(16).collect()).unwrap_or_default(),
+        ),
+    })
+}
+
+const _: () = assert!(SUPPORTED_VERSIONS.len() <= crate::message::MAX_OFFERED_VERSIONS);
+const _: () = assert!(MAX_TEXT >= 64);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_clients_first_common_version() {
+        let h = Hello {
+            versions: BoundedVec::new(vec![3, 2, 1]).unwrap(),
+            agent: BoundedString::new("t").unwrap(),
+        };
+        assert_eq!(negotiate(&h, &[1, 2]), Ok(2));
+    }
+
+    #[test]
+    fn unknown_version_gets_an_error_listing_ours() {
+        let h = Hello {
+            versions: BoundedVec::new(vec![7]).unwrap(),
+            agent: BoundedString::new("t").unwrap(),
+        };
+        let e = negotiate(&h, SUPPORTED_VERSIONS).unwrap_err();
+        assert_eq!(e.code, ErrorCode::UNSUPPORTED_VERSION);
+        assert_eq!(
+            e.detail,
+            ErrorDetail::Versions(BoundedVec::new(vec![1]).unwrap())
+        );
+        assert!(e.message.as_str().contains("speaks 1"));
+        assert!(e.code.is_fatal());
+    }
+
+    #[test]
+    fn empty_offer_is_refused() {
+        let h = Hello {
+            versions: BoundedVec::empty(),
+            agent: BoundedString::default(),
+        };
+        assert!(negotiate(&h, SUPPORTED_VERSIONS).is_err());
+    }
+}
