@@ -436,3 +436,42 @@ mod tests {
         assert_eq!(format!("{:?}", FixedBytes([0xab, 0x01])), "ab01");
     }
 }
+
+#[cfg(feature = "arbitrary")]
+mod arbitrary_impls {
+    use super::*;
+    use arbitrary::{Arbitrary, Result, Unstructured};
+
+    impl<'a, const N: usize> Arbitrary<'a> for FixedBytes<N> {
+        fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+            Ok(Self(u.arbitrary()?))
+        }
+    }
+
+    impl<'a, const MAX: usize> Arbitrary<'a> for BoundedBytes<MAX> {
+        fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+            let len = u.arbitrary_len::<u8>()?.min(MAX);
+            Ok(Self(u.bytes(len)?.to_vec()))
+        }
+    }
+
+    impl<'a, const MAX: usize> Arbitrary<'a> for BoundedString<MAX> {
+        fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+            let s: &str = u.arbitrary()?;
+            Ok(Self::truncating(s))
+        }
+    }
+
+    impl<'a, T: Arbitrary<'a>, const MAX: usize> Arbitrary<'a> for BoundedVec<T, MAX> {
+        fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+            let mut v = Vec::new();
+            for item in u.arbitrary_iter()? {
+                if v.len() == MAX {
+                    break;
+                }
+                v.push(item?);
+            }
+            Ok(Self(v))
+        }
+    }
+}

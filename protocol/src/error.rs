@@ -16,6 +16,7 @@ use crate::message::{MAX_DEVICES_PER_USER, MAX_OFFERED_VERSIONS};
 
 /// A stable numeric error code.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct ErrorCode(pub u16);
 
 macro_rules! codes {
@@ -173,6 +174,7 @@ impl fmt::Display for ErrorCode {
 
 /// Machine-readable details of an error.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum ErrorDetail {
     /// Nothing more.
     None,

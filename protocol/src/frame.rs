@@ -52,6 +52,7 @@ macro_rules! frames {
     ) => {
         $(#[$em])*
         #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
         #[non_exhaustive]
         pub enum $enum {
             $($(#[$vm])* $var($ty),)*
@@ -217,7 +218,7 @@ frames! {
         /// A presence change.
         15 => Presence(PresenceUpdate) max SMALL,
         /// My contacts.
-        16 => Contacts(Contacts) max SLACK + MAX_CONTACTS * (16 + 33 + 12),
+        16 => Contacts(Contacts) max SLACK + MAX_CONTACTS * (16 + 33 + 13),
         /// A profile.
         17 => Profile(Profile) max SLACK + MAX_PROFILE_LEN,
         /// An upload may start.

@@ -23,6 +23,7 @@ macro_rules! random_id {
     ($(#[$m:meta])* $name:ident, $n:expr) => {
         $(#[$m])*
         #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
         pub struct $name(pub FixedBytes<$n>);
 
         impl $name {
@@ -118,6 +119,7 @@ macro_rules! number_id {
     ($(#[$m:meta])* $name:ident, $t:ty) => {
         $(#[$m])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
         pub struct $name(pub $t);
 
         impl fmt::Display for $name {
@@ -157,6 +159,7 @@ number_id!(
 
 /// One device of one user: where an envelope comes from or goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct DeviceAddress {
     /// The account.
     pub user: UserId,

@@ -34,6 +34,7 @@ pub const MAX_ONE_TIME_KEM_PREKEYS_PER_UPLOAD: usize = 50;
 /// A device's long-term identity: an Ed25519 key that signs, an X25519 key
 /// for X3DH, and the Ed25519 signature that binds the second to the first.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct IdentityKeys {
     /// Ed25519: signs prekeys, auth challenges and room changes.
     pub signing: Ed25519Public,
@@ -45,6 +46,7 @@ pub struct IdentityKeys {
 
 /// A medium-term X25519 prekey, signed by the identity key. Rotated weekly.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct SignedPreKey {
     /// Its id, chosen by the device.
     pub id: PreKeyId,
@@ -57,6 +59,7 @@ pub struct SignedPreKey {
 /// An ML-KEM-768 prekey, signed by the identity key. Either the last-resort
 /// one (reused until rotated) or a one-time one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct KemPreKey {
     /// Its id, chosen by the device.
     pub id: PreKeyId,
@@ -69,6 +72,7 @@ pub struct KemPreKey {
 /// A one-time X25519 prekey. Unsigned, as in X3DH: a forged one can only make
 /// the handshake fail, since the signed prekey is always part of it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct OneTimePreKey {
     /// Its id, chosen by the device.
     pub id: PreKeyId,
@@ -78,6 +82,7 @@ pub struct OneTimePreKey {
 
 /// Prekeys a device hands the relay, at registration and when refilling.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct PreKeyUpload {
     /// A new signed prekey (required at registration; on refill, a rotation).
     pub signed_prekey: Option<SignedPreKey>,
@@ -92,6 +97,7 @@ pub struct PreKeyUpload {
 /// Everything needed to start a session with one device. Each one-time key
 /// in it was handed out by the relay exactly once.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct PreKeyBundle {
     /// The device.
     pub device: DeviceId,
@@ -109,6 +115,7 @@ pub struct PreKeyBundle {
 
 /// How many one-time prekeys the relay still holds for this device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct PreKeyCounts {
     /// One-time X25519 prekeys left.
     pub one_time: u32,

@@ -43,6 +43,7 @@ pub const MAX_TEXT: usize = 256;
 /// Client's first frame: which protocol versions it speaks. Its layout is
 /// frozen across versions, so that any relay can read it and answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Hello {
     /// Versions the client speaks, most preferred first.
     pub versions: BoundedVec<u16, MAX_OFFERED_VERSIONS>,
@@ -52,6 +53,7 @@ pub struct Hello {
 
 /// Relay's answer to a hello it can serve.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Welcome {
     /// The version this connection speaks from now on.
     pub version: u16,
@@ -72,6 +74,7 @@ pub type AuthSignature = Signature;
 
 /// Create an account and its first device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Register {
     /// Correlates the reply.
     pub req: RequestId,
@@ -87,6 +90,7 @@ pub struct Register {
 
 /// Sign in as an existing device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Login {
     /// Correlates the reply.
     pub req: RequestId,
@@ -100,6 +104,7 @@ pub struct Login {
 
 /// Add a device to an existing account, approved by one of its devices.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct AddDevice {
     /// Correlates the reply.
     pub req: RequestId,
@@ -120,6 +125,7 @@ pub struct AddDevice {
 
 /// Reply to a successful register, login or add-device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct AuthOk {
     /// Echoed.
     pub req: RequestId,
@@ -139,6 +145,7 @@ pub struct AuthOk {
 
 /// Upload prekeys (refill or rotation).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct UploadPreKeys {
     /// Correlates the reply ([`Ack`]-style `Done`).
     pub req: RequestId,
@@ -149,6 +156,7 @@ pub struct UploadPreKeys {
 /// Ask for prekey bundles of a user's devices. Each call hands out one-time
 /// prekeys, so it is rate-limited.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct FetchPreKeys {
     /// Correlates the reply.
     pub req: RequestId,
@@ -160,6 +168,7 @@ pub struct FetchPreKeys {
 
 /// Reply to [`FetchPreKeys`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct PreKeyBundles {
     /// Echoed.
     pub req: RequestId,
@@ -171,6 +180,7 @@ pub struct PreKeyBundles {
 
 /// Pushed when this device's one-time prekeys run low: upload more.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct PreKeysLow {
     /// What is left.
     pub remaining: PreKeyCounts,
@@ -178,6 +188,7 @@ pub struct PreKeysLow {
 
 /// Look an account up by name or id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct LookupUser {
     /// Correlates the reply.
     pub req: RequestId,
@@ -187,6 +198,7 @@ pub struct LookupUser {
 
 /// An account, by name or by id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum UserRef {
     /// By name.
     Name(Username),
@@ -196,6 +208,7 @@ pub enum UserRef {
 
 /// One device of an account, as others see it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct DeviceInfo {
     /// The device.
     pub device: DeviceId,
@@ -205,6 +218,7 @@ pub struct DeviceInfo {
 
 /// Reply to [`LookupUser`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct UserInfo {
     /// Echoed.
     pub req: RequestId,
@@ -220,6 +234,7 @@ pub struct UserInfo {
 
 /// One device's copy of a 1:1 message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct DeviceCiphertext {
     /// The recipient device.
     pub device: DeviceId,
@@ -232,6 +247,7 @@ pub struct DeviceCiphertext {
 /// `MISMATCHED_DEVICES` unless `copies` names exactly that account's current
 /// devices (less the sending device), so no device is silently left out.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct SendDirect {
     /// Correlates the reply ([`Sent`]).
     pub req: RequestId,
@@ -246,6 +262,7 @@ pub struct SendDirect {
 /// Send one room message; the relay fans the one ciphertext out to every
 /// member device but the sender's.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct SendRoom {
     /// Correlates the reply ([`Sent`]).
     pub req: RequestId,
@@ -259,6 +276,7 @@ pub struct SendRoom {
 
 /// The message is durable on the relay: the sender may forget it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Sent {
     /// Echoed.
     pub req: RequestId,
@@ -270,6 +288,7 @@ pub struct Sent {
 
 /// What an envelope carries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum EnvelopeBody {
     /// A 1:1 ciphertext for this device.
     Direct {
@@ -291,6 +310,7 @@ pub enum EnvelopeBody {
 
 /// A stored message as its recipient device receives it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Envelope {
     /// The sender's message id.
     pub message_id: MessageId,
@@ -305,6 +325,7 @@ pub struct Envelope {
 /// Relay pushes one stored envelope. Envelopes of one mailbox come in `seq`
 /// order; the device acks them (cumulatively) once it has handled them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Deliver {
     /// Position in this device's mailbox.
     pub seq: Seq,
@@ -314,6 +335,7 @@ pub struct Deliver {
 
 /// Every envelope up to and including `up_to` has been handled: delete them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Ack {
     /// The highest handled sequence number.
     pub up_to: Seq,
@@ -322,6 +344,7 @@ pub struct Ack {
 /// Pushed once after login, when everything that was queued has been sent:
 /// the device is caught up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct CaughtUp {
     /// The last sequence number sent, if any.
     pub last: Option<Seq>,
@@ -329,6 +352,7 @@ pub struct CaughtUp {
 
 /// Where an ephemeral payload goes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum EphemeralTarget {
     /// Every online device of one account, one ciphertext each.
     User {
@@ -348,6 +372,7 @@ pub enum EphemeralTarget {
 
 /// One device's copy of an ephemeral payload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct EphemeralCopy {
     /// The device.
     pub device: DeviceId,
@@ -358,6 +383,7 @@ pub struct EphemeralCopy {
 /// Typing notices and receipts: relayed to online devices only, never stored,
 /// never acked. Lost if nobody is online, by design.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct SendEphemeral {
     /// Where to.
     pub to: EphemeralTarget,
@@ -365,6 +391,7 @@ pub struct SendEphemeral {
 
 /// An ephemeral payload as its recipient receives it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Ephemeral {
     /// The sending device.
     pub from: DeviceAddress,
@@ -378,6 +405,7 @@ pub struct Ephemeral {
 
 /// A member's power in a room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum Role {
     /// Joined; may send, invite nobody, leave.
     Member,
@@ -389,6 +417,7 @@ pub enum Role {
 
 /// One change to a room's membership.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum RoomAction {
     /// Create the room with the actor as owner (epoch 0).
     Create {
@@ -449,6 +478,7 @@ pub enum RoomAction {
 
 /// The signed part of a room change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct RoomChange {
     /// The room. For `Create`, all zeroes: the relay assigns the id.
     pub room: RoomId,
@@ -467,6 +497,7 @@ pub struct RoomChange {
 /// A room change and the actor's identity signature over the room-change
 /// label and the postcard encoding of `change`. Relay and members verify it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct SignedRoomChange {
     /// The change.
     pub change: RoomChange,
@@ -476,6 +507,7 @@ pub struct SignedRoomChange {
 
 /// Submit a room change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct ChangeRoom {
     /// Correlates the reply ([`RoomInfo`], or [`LinkCreated`]).
     pub req: RequestId,
@@ -485,6 +517,7 @@ pub struct ChangeRoom {
 
 /// A room, by name or id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum RoomRef {
     /// By name.
     Name(RoomName),
@@ -494,6 +527,7 @@ pub enum RoomRef {
 
 /// Ask for a room's state. Answered for members and invitees only.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct GetRoom {
     /// Correlates the reply.
     pub req: RequestId,
@@ -503,6 +537,7 @@ pub struct GetRoom {
 
 /// A room member.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Member {
     /// The account.
     pub user: UserId,
@@ -516,6 +551,7 @@ pub struct Member {
 
 /// A room's state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct RoomInfo {
     /// Echoed.
     pub req: RequestId,
@@ -533,6 +569,7 @@ pub struct RoomInfo {
 
 /// Reply to a `CreateLink` change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct LinkCreated {
     /// Echoed.
     pub req: RequestId,
@@ -546,6 +583,7 @@ pub struct LinkCreated {
 
 /// What a link leads to, so that a joiner can sign a `JoinByLink` change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct ResolveLink {
     /// Correlates the reply.
     pub req: RequestId,
@@ -555,6 +593,7 @@ pub struct ResolveLink {
 
 /// Reply to [`ResolveLink`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct LinkInfo {
     /// Echoed.
     pub req: RequestId,
@@ -568,6 +607,7 @@ pub struct LinkInfo {
 
 /// List my rooms and pending invitations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct ListRooms {
     /// Correlates the reply.
     pub req: RequestId,
@@ -575,6 +615,7 @@ pub struct ListRooms {
 
 /// One room in a [`RoomList`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct RoomSummary {
     /// The room.
     pub room: RoomId,
@@ -588,6 +629,7 @@ pub struct RoomSummary {
 
 /// Reply to [`ListRooms`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct RoomList {
     /// Echoed.
     pub req: RequestId,
@@ -599,6 +641,7 @@ pub struct RoomList {
 
 /// What a user says about their own availability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum PresenceStatus {
     /// Available.
     Online,
@@ -608,6 +651,7 @@ pub enum PresenceStatus {
 
 /// Set my presence. Shown to my contacts and room co-members only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct SetPresence {
     /// The status.
     pub status: PresenceStatus,
@@ -615,6 +659,7 @@ pub struct SetPresence {
 
 /// Someone's presence, as seen by others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum Presence {
     /// At least one device connected, status online.
     Online,
@@ -629,6 +674,7 @@ pub enum Presence {
 
 /// Pushed when the presence of a contact or co-member changes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct PresenceUpdate {
     /// Whose.
     pub user: UserId,
@@ -638,6 +684,7 @@ pub struct PresenceUpdate {
 
 /// Add or remove a contact. Adding lets that account see my presence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct EditContact {
     /// Correlates the reply (`Done`).
     pub req: RequestId,
@@ -649,6 +696,7 @@ pub struct EditContact {
 
 /// List my contacts with their presence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct ListContacts {
     /// Correlates the reply.
     pub req: RequestId,
@@ -656,6 +704,7 @@ pub struct ListContacts {
 
 /// One contact.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Contact {
     /// The account.
     pub user: UserId,
@@ -668,6 +717,7 @@ pub struct Contact {
 
 /// Reply to [`ListContacts`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Contacts {
     /// Echoed.
     pub req: RequestId,
@@ -677,6 +727,7 @@ pub struct Contacts {
 
 /// Store my encrypted profile (the key travels in 1:1 messages).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct SetProfile {
     /// Correlates the reply (`Done`).
     pub req: RequestId,
@@ -686,6 +737,7 @@ pub struct SetProfile {
 
 /// Fetch someone's encrypted profile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct GetProfile {
     /// Correlates the reply.
     pub req: RequestId,
@@ -695,6 +747,7 @@ pub struct GetProfile {
 
 /// Reply to [`GetProfile`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Profile {
     /// Echoed.
     pub req: RequestId,
@@ -708,6 +761,7 @@ pub struct Profile {
 
 /// Start uploading an encrypted attachment of a known size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct BlobUploadStart {
     /// Correlates the reply ([`BlobUploadReady`]).
     pub req: RequestId,
@@ -717,6 +771,7 @@ pub struct BlobUploadStart {
 
 /// The relay reserved space: send the chunks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct BlobUploadReady {
     /// Echoed.
     pub req: RequestId,
@@ -726,6 +781,7 @@ pub struct BlobUploadReady {
 
 /// A piece of a blob, in either direction. Chunks of one blob come in order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct BlobChunk {
     /// The blob.
     pub blob: BlobId,
@@ -737,6 +793,7 @@ pub struct BlobChunk {
 
 /// All chunks are sent: check and keep the blob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct BlobUploadFinish {
     /// Correlates the reply ([`BlobStored`]).
     pub req: RequestId,
@@ -748,6 +805,7 @@ pub struct BlobUploadFinish {
 
 /// The blob is durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct BlobStored {
     /// Echoed.
     pub req: RequestId,
@@ -759,6 +817,7 @@ pub struct BlobStored {
 
 /// Download a blob from an offset (to resume).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct BlobDownload {
     /// Correlates the reply ([`BlobChunk`]s, then [`BlobEnd`]).
     pub req: RequestId,
@@ -770,6 +829,7 @@ pub struct BlobDownload {
 
 /// Download done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct BlobEnd {
     /// Echoed.
     pub req: RequestId,
@@ -785,6 +845,7 @@ pub struct BlobEnd {
 
 /// Liveness probe; the peer answers with a pong carrying the same nonce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Ping {
     /// Echoed in the pong.
     pub nonce: u64,
@@ -792,6 +853,7 @@ pub struct Ping {
 
 /// Answer to a [`Ping`], with its nonce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Pong {
     /// The ping's nonce.
     pub nonce: u64,
@@ -799,6 +861,7 @@ pub struct Pong {
 
 /// A request succeeded and has nothing else to say.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Done {
     /// Echoed.
     pub req: RequestId,
@@ -806,6 +869,7 @@ pub struct Done {
 
 /// The relay is shutting down: reconnect, after the delay, here or elsewhere.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Drain {
     /// How long to wait before reconnecting, in milliseconds.
     pub reconnect_after_ms: u32,
@@ -816,6 +880,7 @@ pub struct Drain {
 /// Something went wrong. With `req`, that request failed and the connection
 /// goes on; without, the relay closes the connection after this frame.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct ErrorFrame {
     /// The failed request, if the error is about one.
     pub req: Option<RequestId>,

@@ -180,6 +180,40 @@ name_type!(
     "#"
 );
 
+#[cfg(feature = "arbitrary")]
+mod arbitrary_impls {
+    use super::*;
+    use arbitrary::{Arbitrary, Result, Unstructured};
+
+    /// A valid name: a letter, then letters, digits and `_`; never reserved.
+    fn valid(u: &mut Unstructured<'_>) -> Result<String> {
+        const FIRST: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
+        const REST: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789_";
+        let len = u.int_in_range(MIN_NAME_LEN..=MAX_NAME_LEN)?;
+        let mut s = String::with_capacity(len);
+        s.push(char::from(*u.choose(FIRST)?));
+        while s.len() < len {
+            s.push(char::from(*u.choose(REST)?));
+        }
+        if RESERVED.contains(&s.as_str()) {
+            s.push('_');
+        }
+        Ok(s)
+    }
+
+    impl<'a> Arbitrary<'a> for Username {
+        fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+            Ok(Self(valid(u)?))
+        }
+    }
+
+    impl<'a> Arbitrary<'a> for RoomName {
+        fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+            Ok(Self(valid(u)?))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
