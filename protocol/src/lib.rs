@@ -85,48 +85,44 @@ pub use frame::{ClientFrame, ClientKind, MAX_FRAME_LEN, ServerFrame, ServerKind}
 /// Entry points for fuzz/: each decoder of untrusted bytes, taking any input.
 #[doc(hidden)]
 pub mod fuzzing {
-    use crate::codec::{decode_body, decode_stream};
+    use crate::codec::{Frame, decode_body, decode_stream, encode_body};
     use crate::frame::{ClientFrame, ServerFrame};
 
-    /// Decodes `data` as a client frame body (what the relay does with every
-    /// WebSocket message), and re-encodes what decodes: it must round-trip.
+    /// Decodes `data` as one frame body; what decodes must re-encode to
+    /// exactly `data`, since each frame has one encoding.
+    fn body<F: Frame>(data: &[u8]) {
+        if let Ok(f) = decode_body::<F>(data) {
+            let again = encode_body(&f).ok();
+            assert_eq!(again.as_deref(), Some(data), "decoded frame must re-encode to its input");
+        }
+    }
+
+    /// Runs a stream decoder over `data` until it stops.
+    fn stream<F: Frame>(data: &[u8]) {
+        let mut rest = data;
+        while let Ok(Some((_, used))) = decode_stream::<F>(rest) {
+            rest = &rest[used..];
+        }
+    }
+
+    /// What the relay does with every WebSocket message.
     pub fn client_body(data: &[u8]) {
-        if let Ok(f) = decode_body::<ClientFrame>(data) {
-            let again = crate::codec::encode_body(&f).ok();
-            assert_eq!(
-                again.as_deref(),
-                Some(data),
-                "decoded frame must re-encode to its input"
-            );
-        }
+        body::<ClientFrame>(data);
     }
 
-    /// As [`client_body`], for relay frames (what clients decode).
+    /// What a client does with every WebSocket message.
     pub fn server_body(data: &[u8]) {
-        if let Ok(f) = decode_body::<ServerFrame>(data) {
-            let again = crate::codec::encode_body(&f).ok();
-            assert_eq!(
-                again.as_deref(),
-                Some(data),
-                "decoded frame must re-encode to its input"
-            );
-        }
+        body::<ServerFrame>(data);
     }
 
-    /// Runs a client-frame stream decoder over `data` until it stops.
+    /// A client-frame QUIC stream, as the relay reads it.
     pub fn client_stream(data: &[u8]) {
-        let mut rest = data;
-        while let Ok(Some((_, used))) = decode_stream::<ClientFrame>(rest) {
-            rest = &rest[used..];
-        }
+        stream::<ClientFrame>(data);
     }
 
-    /// Runs a relay-frame stream decoder over `data` until it stops.
+    /// A relay-frame QUIC stream, as a client reads it.
     pub fn server_stream(data: &[u8]) {
-        let mut rest = data;
-        while let Ok(Some((_, used))) = decode_stream::<ServerFrame>(rest) {
-            rest = &rest[used..];
-        }
+        stream::<ServerFrame>(data);
     }
 
     /// Parses `data` as a username and a room name.
