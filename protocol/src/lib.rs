@@ -93,7 +93,11 @@ pub mod fuzzing {
     fn body<F: Frame>(data: &[u8]) {
         if let Ok(f) = decode_body::<F>(data) {
             let again = encode_body(&f).ok();
-            assert_eq!(again.as_deref(), Some(data), "decoded frame must re-encode to its input");
+            assert_eq!(
+                again.as_deref(),
+                Some(data),
+                "decoded frame must re-encode to its input"
+            );
         }
     }
 
