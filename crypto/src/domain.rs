@@ -21,6 +21,9 @@ pub const SIG_AUTH_CHALLENGE: &[u8] = b"spider/v1/sig/auth-challenge";
 pub const SIG_ROOM_CHANGE: &[u8] = b"spider/v1/sig/room-change";
 /// Ed25519 signature by a sender-key chain's signing key over a room message.
 pub const SIG_SENDER_KEY_MESSAGE: &[u8] = b"spider/v1/sig/sender-key-message";
+/// Ed25519 signature by an existing device's identity key approving a new
+/// device of the same account (payload: user id, new signing key).
+pub const SIG_DEVICE_APPROVAL: &[u8] = b"spider/v1/sig/device-approval";
 
 /// All signature labels, for the distinctness test and for documentation.
 pub const ALL_SIGNATURE_LABELS: &[&[u8]] = &[
@@ -30,6 +33,7 @@ pub const ALL_SIGNATURE_LABELS: &[&[u8]] = &[
     SIG_AUTH_CHALLENGE,
     SIG_ROOM_CHANGE,
     SIG_SENDER_KEY_MESSAGE,
+    SIG_DEVICE_APPROVAL,
 ];
 
 #[cfg(test)]

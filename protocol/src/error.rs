@@ -173,6 +173,11 @@ impl fmt::Display for ErrorCode {
 }
 
 /// Machine-readable details of an error.
+///
+/// Variants keep their indices forever, and a relay sends only variants that
+/// the connection's negotiated version has. `None` (0) and `Versions` (1) are
+/// in every version, so a client of any version can read the
+/// `UNSUPPORTED_VERSION` error of a relay of any version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum ErrorDetail {

@@ -29,8 +29,10 @@ const PREKEY_UPLOAD_MAX: usize = SLACK
     + MAX_ONE_TIME_KEM_PREKEYS_PER_UPLOAD * KEM_PREKEY_MAX;
 /// Largest encoding of one device's prekey bundle.
 const BUNDLE_MAX: usize = 5 + 128 + (5 + 32 + 64) + KEM_PREKEY_MAX + 1 + (1 + 5 + 32);
-/// Largest encoding of a room change (the largest action is `SetRole`).
-const ROOM_CHANGE_MAX: usize = 16 + 10 + 16 + 5 + 10 + 1 + 64 + 64;
+/// Largest encoding of a signed room change: room, epoch, actor, time,
+/// action (the largest is `Create` with a 32-byte name: 34 bytes with its
+/// tag), signature.
+const ROOM_CHANGE_MAX: usize = 16 + 10 + (16 + 5) + 10 + 34 + 64;
 /// Largest encoding of a room member: id, name, role, devices.
 const MEMBER_MAX: usize = 16 + 33 + 1 + 1 + MAX_DEVICES_PER_USER * 5;
 /// Largest frame that is not otherwise listed: handshake and control frames.

@@ -59,6 +59,7 @@
 //!     relay_name: BoundedString::new("relay.example")?,
 //!     challenge: FixedBytes([7; 32]),
 //!     server_time: Timestamp(1_700_000_000_000),
+//!     idle_timeout_ms: 60_000,
 //! });
 //! // Over WebSocket one binary message is one body, with no prefix.
 //! let body = codec::encode_body(&welcome)?;

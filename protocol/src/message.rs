@@ -37,6 +37,9 @@ pub const MAX_BLOB_CHUNK: usize = 64 * 1024;
 pub const MAX_OFFERED_VERSIONS: usize = 16;
 /// Longest free-text field: client agent, error message, drain hint.
 pub const MAX_TEXT: usize = 256;
+/// Longest relay name: a DNS name (RFC 1035 §2.3.4). It fits the one-byte
+/// length in the auth signature's payload.
+pub const MAX_RELAY_NAME: usize = 253;
 
 // ---------------------------------------------------------------- handshake
 
@@ -59,11 +62,14 @@ pub struct Welcome {
     pub version: u16,
     /// The relay's name, which the auth signature covers. Clients check it is
     /// the name they meant to reach.
-    pub relay_name: BoundedString<MAX_TEXT>,
+    pub relay_name: BoundedString<MAX_RELAY_NAME>,
     /// Fresh random challenge for this connection.
     pub challenge: FixedBytes<32>,
     /// The relay's clock, for display only.
     pub server_time: Timestamp,
+    /// The relay closes a connection it has heard nothing from for this long;
+    /// clients ping at a third of it when they have nothing else to send.
+    pub idle_timeout_ms: u32,
 }
 
 /// Proof of an identity key for this connection: the identity signing key's
@@ -116,8 +122,8 @@ pub struct AddDevice {
     pub prekeys: PreKeyUpload,
     /// The approving device.
     pub approver: DeviceId,
-    /// The approver's identity signature over the device-link label, the user
-    /// id and the new `identity.signing` key.
+    /// The approver's identity signature over the device-approval label,
+    /// then the user id (16 bytes) and the new `identity.signing` key (32).
     pub approval: Signature,
     /// Signature over this connection's challenge by the new device.
     pub auth: AuthSignature,
@@ -147,7 +153,7 @@ pub struct AuthOk {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct UploadPreKeys {
-    /// Correlates the reply ([`Ack`]-style `Done`).
+    /// Correlates the reply (`Done`).
     pub req: RequestId,
     /// The keys.
     pub prekeys: PreKeyUpload,
@@ -304,7 +310,9 @@ pub enum EnvelopeBody {
     },
     /// A signed membership change of a room this device is in (or was just
     /// removed from, or invited to). Stored like messages, so an offline
-    /// member learns of removals, in order, before later messages.
+    /// member learns of removals, in order, before later messages. Its
+    /// envelope's `from` is the actor and its `message_id` is random, chosen
+    /// by the relay.
     RoomChange(SignedRoomChange),
 }
 
@@ -334,6 +342,8 @@ pub struct Deliver {
 }
 
 /// Every envelope up to and including `up_to` has been handled: delete them.
+/// An `up_to` beyond the last sequence number delivered on this connection
+/// acks only what was delivered, so a confused client cannot lose mail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Ack {
@@ -505,11 +515,13 @@ pub struct SignedRoomChange {
     pub signature: Signature,
 }
 
-/// Submit a room change.
+/// Submit a room change. The reply is [`LinkCreated`] for `CreateLink`,
+/// `Done` when the actor is no longer in the room afterwards (`Leave`,
+/// `Decline`), and [`RoomInfo`] otherwise.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct ChangeRoom {
-    /// Correlates the reply ([`RoomInfo`], or [`LinkCreated`]).
+    /// Correlates the reply.
     pub req: RequestId,
     /// The change.
     pub change: SignedRoomChange,
@@ -877,8 +889,11 @@ pub struct Drain {
     pub alternative: Option<BoundedString<MAX_TEXT>>,
 }
 
-/// Something went wrong. With `req`, that request failed and the connection
-/// goes on; without, the relay closes the connection after this frame.
+/// Something went wrong. With `req`, that request failed. Without, the error
+/// is about the connection or about a frame that has no `req` (`Ack`,
+/// `SendEphemeral`, `SetPresence`, `BlobChunk`, `Pong`). Whatever `req`,
+/// the relay closes the connection after an error whose code
+/// [is fatal](ErrorCode::is_fatal), and only then.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct ErrorFrame {

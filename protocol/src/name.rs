@@ -8,8 +8,14 @@
 //!   accepted on input and folded to lower case, so `Alice` and `alice` are
 //!   one name;
 //! - starts with a letter, does not end with `.`, and has no `..`;
-//! - is not one of the reserved names in [`RESERVED`] (which would let an
-//!   account pass for the relay or its operators).
+//! - when it is being claimed (registration, room creation: `parse_new`), is
+//!   not one of the reserved names in [`RESERVED`], which would let an account
+//!   pass for the relay or its operators.
+//!
+//! The reserved list is policy, not syntax: it is checked where a name is
+//! claimed, never while decoding a frame, so that a relay or client with a
+//! longer list still decodes every frame that mentions an existing name. The
+//! syntax rules above are frozen for protocol version 1.
 //!
 //! Everything outside ASCII is refused rather than normalised. Unicode holds
 //! thousands of characters that look like Latin letters (Cyrillic `а`, Greek
@@ -99,9 +105,6 @@ fn parse_name(input: &str) -> Result<String, NameError> {
     if name.ends_with('.') || name.contains("..") {
         return Err(NameError::BadDots);
     }
-    if RESERVED.contains(&name.as_str()) {
-        return Err(NameError::Reserved);
-    }
     Ok(name)
 }
 
@@ -118,6 +121,21 @@ macro_rules! name_type {
             pub fn parse(input: &str) -> Result<Self, NameError> {
                 let input = input.strip_prefix($sigil).unwrap_or(input);
                 parse_name(input).map(Self)
+            }
+
+            /// As [`parse`](Self::parse), and refuses reserved names: for a
+            /// name being claimed.
+            pub fn parse_new(input: &str) -> Result<Self, NameError> {
+                let name = Self::parse(input)?;
+                if name.is_reserved() {
+                    return Err(NameError::Reserved);
+                }
+                Ok(name)
+            }
+
+            /// Whether this is one of [`RESERVED`].
+            pub fn is_reserved(&self) -> bool {
+                RESERVED.contains(&self.0.as_str())
             }
 
             /// The normalised name, without sigil.
@@ -185,7 +203,7 @@ mod arbitrary_impls {
     use super::*;
     use arbitrary::{Arbitrary, Result, Unstructured};
 
-    /// A valid name: a letter, then letters, digits and `_`; never reserved.
+    /// A valid name: a letter, then letters, digits and `_`.
     fn valid(u: &mut Unstructured<'_>) -> Result<String> {
         const FIRST: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
         const REST: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789_";
@@ -194,9 +212,6 @@ mod arbitrary_impls {
         s.push(char::from(*u.choose(FIRST)?));
         while s.len() < len {
             s.push(char::from(*u.choose(REST)?));
-        }
-        if RESERVED.contains(&s.as_str()) {
-            s.push('_');
         }
         Ok(s)
     }
@@ -285,10 +300,16 @@ mod tests {
     }
 
     #[test]
-    fn reserved_names_are_refused_in_any_case() {
-        assert_eq!(Username::parse("admin"), Err(NameError::Reserved));
-        assert_eq!(Username::parse("Spider"), Err(NameError::Reserved));
-        assert_eq!(RoomName::parse("#everyone"), Err(NameError::Reserved));
+    fn reserved_names_cannot_be_claimed_in_any_case_but_still_decode() {
+        assert_eq!(Username::parse_new("admin"), Err(NameError::Reserved));
+        assert_eq!(Username::parse_new("Spider"), Err(NameError::Reserved));
+        assert_eq!(RoomName::parse_new("#everyone"), Err(NameError::Reserved));
+        assert!(Username::parse_new("alice").is_ok());
+        // Policy, not syntax: a frame naming a reserved account decodes.
+        let admin = Username::parse("admin").unwrap();
+        assert!(admin.is_reserved());
+        let enc = postcard::to_allocvec("admin").unwrap();
+        assert_eq!(postcard::from_bytes::<Username>(&enc).unwrap(), admin);
     }
 
     #[test]

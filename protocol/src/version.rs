@@ -15,7 +15,8 @@ use crate::message::{ErrorFrame, Hello, MAX_TEXT};
 pub const PROTOCOL_VERSION: u16 = 1;
 /// Every version this crate speaks, best first.
 pub const SUPPORTED_VERSIONS: &[u16] = &[PROTOCOL_VERSION];
-/// QUIC ALPN (and the TLS ALPN of the WebSocket fallback).
+/// QUIC ALPN. (The WebSocket fallback runs over ordinary HTTPS, whose TLS
+/// ALPN is `http/1.1`.)
 pub const ALPN: &[u8] = b"spider/1";
 /// HTTP path of the WebSocket fallback.
 pub const WEBSOCKET_PATH: &str = "/spider";
@@ -49,9 +50,36 @@ pub fn negotiate(hello: &Hello, supported: &[u16]) -> Result<u16, ErrorFrame> {
             list.join(", ")
         )),
         detail: ErrorDetail::Versions(
-            BoundedVec::new(supported.iter().copied().take(16).collect()).unwrap_or_default(),
+            BoundedVec::new(
+                supported
+                    .iter()
+                    .copied()
+                    .take(crate::message::MAX_OFFERED_VERSIONS)
+                    .collect(),
+            )
+            .unwrap_or_default(),
         ),
     })
+}
+
+/// The QUIC application close code for a connection closed because of
+/// `code`: the error code's number. 0 is a normal close.
+pub fn quic_close_code(code: ErrorCode) -> u32 {
+    u32::from(code.0)
+}
+
+/// The WebSocket close code (RFC 6455 §7.4.2, private use 4000–4999) for a
+/// connection closed because of `code`: 4000 plus the error code's number.
+/// Codes are below 1000, so the result stays in the private range.
+pub fn websocket_close_code(code: ErrorCode) -> u16 {
+    4000 + code.0 % 1000
+}
+
+/// The error code behind a WebSocket close code, if it is one of ours.
+pub fn error_from_websocket_close(close: u16) -> Option<ErrorCode> {
+    (4000..5000)
+        .contains(&close)
+        .then(|| ErrorCode(close - 4000))
 }
 
 const _: () = assert!(SUPPORTED_VERSIONS.len() <= crate::message::MAX_OFFERED_VERSIONS);
@@ -84,6 +112,22 @@ mod tests {
         );
         assert!(e.message.as_str().contains("speaks 1"));
         assert!(e.code.is_fatal());
+    }
+
+    #[test]
+    fn close_codes_map_error_codes_both_ways() {
+        let c = ErrorCode::SLOW_CONSUMER;
+        assert_eq!(quic_close_code(c), 106);
+        assert_eq!(websocket_close_code(c), 4106);
+        assert_eq!(error_from_websocket_close(4106), Some(c));
+        assert_eq!(error_from_websocket_close(1000), None);
+        for c in ErrorCode::ALL {
+            assert!(c.0 < 1000, "{c:?} would leave the WebSocket private range");
+            assert_eq!(
+                error_from_websocket_close(websocket_close_code(*c)),
+                Some(*c)
+            );
+        }
     }
 
     #[test]

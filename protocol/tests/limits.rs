@@ -187,6 +187,7 @@ fn largest_server_frames_fit_their_kind_maximum() {
         relay_name: text(),
         challenge: FixedBytes([0xff; 32]),
         server_time: Timestamp(u64::MAX),
+        idle_timeout_ms: u32::MAX,
     }));
     fits_server(ServerFrame::Error(ErrorFrame {
         req: Some(REQ),

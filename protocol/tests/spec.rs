@@ -184,6 +184,7 @@ fn examples() -> Vec<(&'static str, Example)> {
                 relay_name: text(RELAY_NAME),
                 challenge: FixedBytes([0x11; 32]),
                 server_time: Timestamp(T0),
+                idle_timeout_ms: 60_000,
             })),
         ),
         (
