@@ -6,3 +6,6 @@
 #![forbid(unsafe_code)]
 
 pub mod domain;
+pub mod sender_key;
+pub mod safety;
+pub mod attachment;
