@@ -53,7 +53,10 @@ mod tests {
                     assert!(!b.starts_with(a), "{a:?} is a prefix of {b:?}");
                 }
             }
-            assert!(!a.contains(&0), "labels must not contain the 0x00 terminator");
+            assert!(
+                !a.contains(&0),
+                "labels must not contain the 0x00 terminator"
+            );
         }
     }
 

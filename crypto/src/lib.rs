@@ -5,7 +5,7 @@
 //! socket or a file.
 #![forbid(unsafe_code)]
 
-pub mod domain;
-pub mod sender_key;
-pub mod safety;
 pub mod attachment;
+pub mod domain;
+pub mod safety;
+pub mod sender_key;

@@ -565,9 +565,8 @@ fn header_bytes(
 }
 
 fn signed_bytes(header: &[u8], ciphertext: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(
-        SIG_SENDER_KEY_MESSAGE.len() + 1 + header.len() + ciphertext.len(),
-    );
+    let mut m =
+        Vec::with_capacity(SIG_SENDER_KEY_MESSAGE.len() + 1 + header.len() + ciphertext.len());
     m.extend_from_slice(SIG_SENDER_KEY_MESSAGE);
     m.push(0x00);
     m.extend_from_slice(header);
@@ -1156,10 +1155,7 @@ impl SenderKeyRecord {
                             .skip(j + 1)
                             .all(|t| t.iteration != s.iteration)
                 });
-            if duplicate_id
-                || !skipped_ok
-                || parse_signing_public(&chain.signing_public).is_err()
-            {
+            if duplicate_id || !skipped_ok || parse_signing_public(&chain.signing_public).is_err() {
                 return Err(StateDecodeError::Invalid);
             }
         }
@@ -1214,8 +1210,10 @@ pub trait SenderKeyStore<A> {
     ) -> Result<(), Self::Error>;
 
     /// This device's sending chain in `room`, if any.
-    fn load_own_sender_key(&self, room: DistributionId)
-    -> Result<Option<OwnSenderKey>, Self::Error>;
+    fn load_own_sender_key(
+        &self,
+        room: DistributionId,
+    ) -> Result<Option<OwnSenderKey>, Self::Error>;
 
     /// Saves this device's sending chain in `room`.
     fn store_own_sender_key(
@@ -1440,4 +1438,3 @@ pub mod vectors {
         Vectors { chains }
     }
 }
-
