@@ -256,6 +256,11 @@ pub enum PointerDecodeError {
 /// Longest postcard-encoded pointer: version, varint + id, key, digest, varint size.
 const MAX_POINTER_LEN: usize = 1 + 1 + MAX_BLOB_ID_LEN + 32 + 32 + 10;
 
+// The key wipes itself on drop.
+impl ZeroizeOnDrop for AttachmentPointer {}
+// The key wipes itself on drop.
+impl ZeroizeOnDrop for SealedAttachment {}
+
 impl AttachmentPointer {
     /// Builds the pointer once the relay has assigned the blob id.
     pub fn new(blob_id: BlobId, sealed: SealedAttachment) -> Self {
@@ -270,7 +275,10 @@ impl AttachmentPointer {
 
     /// Postcard encoding, in a buffer wiped on drop (it holds the key).
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        Zeroizing::new(postcard::to_allocvec(self).unwrap_or_default())
+        #[allow(clippy::expect_used)]
+        let bytes = postcard::to_allocvec(self)
+            .expect("postcard cannot fail to encode plain structs into a Vec");
+        Zeroizing::new(bytes)
     }
 
     /// Decodes a pointer written by [`Self::to_bytes`].

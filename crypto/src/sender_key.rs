@@ -36,18 +36,8 @@
 //!     DistributionId, OwnSenderKey, SenderKeyDistributionMessage, SenderKeyMessage,
 //!     SenderKeyRecord,
 //! };
-//! # use rand_core::{TryRng, TryCryptoRng, Infallible};
-//! # struct Counter(u8);
-//! # impl TryRng for Counter {
-//! #     type Error = Infallible;
-//! #     fn try_next_u32(&mut self) -> Result<u32, Infallible> { Ok(self.try_next_u64()? as u32) }
-//! #     fn try_next_u64(&mut self) -> Result<u64, Infallible> { self.0 = self.0.wrapping_add(1); Ok(u64::from(self.0) * 0x9E37_79B9_7F4A_7C15) }
-//! #     fn try_fill_bytes(&mut self, d: &mut [u8]) -> Result<(), Infallible> {
-//! #         for b in d { self.0 = self.0.wrapping_mul(31).wrapping_add(7); *b = self.0; } Ok(())
-//! #     }
-//! # }
-//! # impl TryCryptoRng for Counter {}
-//! # let mut rng = Counter(1); // a real caller passes an OS-backed CryptoRng
+//! # use rand_chacha::ChaCha20Rng; use rand_core::SeedableRng;
+//! # let mut rng = ChaCha20Rng::seed_from_u64(1); // a real caller passes an OS-backed CryptoRng
 //! let room = DistributionId::from_bytes([7; 16]);
 //!
 //! // Alice's device: its sending chain for this room.
@@ -618,6 +608,9 @@ pub struct SenderKeyDistributionMessage {
     signing_public: VerifyingKey,
 }
 
+// The chain key wipes itself on drop.
+impl ZeroizeOnDrop for SenderKeyDistributionMessage {}
+
 impl SenderKeyDistributionMessage {
     /// The room.
     pub fn distribution_id(&self) -> DistributionId {
@@ -715,8 +708,10 @@ pub struct OwnSenderKey {
 // Every secret field (chain key, signing seed) wipes itself on drop.
 impl ZeroizeOnDrop for OwnSenderKey {}
 
-/// What [`OwnSenderKey::encrypt_traced`] exposes for the test vectors.
+/// What [`OwnSenderKey::encrypt_traced`] exposes for the test vectors:
+/// secrets, wiped on drop, never to be used outside the vector generator.
 #[doc(hidden)]
+#[derive(Zeroize, ZeroizeOnDrop)]
 pub struct EncryptTrace {
     pub chain_key: [u8; 32],
     pub message_key: [u8; 32],
@@ -854,7 +849,10 @@ impl OwnSenderKey {
 
     /// Serializes the state (postcard, versioned) into a buffer wiped on drop.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        Zeroizing::new(postcard::to_allocvec(self).unwrap_or_default())
+        #[allow(clippy::expect_used)]
+        let bytes = postcard::to_allocvec(self)
+            .expect("postcard cannot fail to encode plain structs into a Vec");
+        Zeroizing::new(bytes)
     }
 
     /// Loads a state written by [`Self::to_bytes`].
@@ -1123,7 +1121,10 @@ impl SenderKeyRecord {
 
     /// Serializes the record (postcard, versioned) into a buffer wiped on drop.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        Zeroizing::new(postcard::to_allocvec(self).unwrap_or_default())
+        #[allow(clippy::expect_used)]
+        let bytes = postcard::to_allocvec(self)
+            .expect("postcard cannot fail to encode plain structs into a Vec");
+        Zeroizing::new(bytes)
     }
 
     /// Loads a record written by [`Self::to_bytes`], checking its invariants.

@@ -670,3 +670,51 @@ proptest! {
         }
     }
 }
+
+/// A hand-written snapshot of every Debug form: any new field shows up here
+/// and must be reviewed for secrets.
+#[test]
+fn debug_output_snapshot() {
+    let (mut own, mut rec, _) = pair(30);
+    let m = own.encrypt(b"secret").unwrap();
+    rec.decrypt(&m).unwrap();
+    let id = own.chain_id().get();
+    let room = "DistributionId(42424242424242424242424242424242)";
+    assert_eq!(
+        format!("{own:?}"),
+        format!(
+            "OwnSenderKey {{ distribution_id: {room}, chain_id: ChainId({id}), iteration: 1, \
+             chain_key: \"<redacted>\", signing_key: \"<redacted>\" }}"
+        )
+    );
+    assert_eq!(
+        format!("{rec:?}"),
+        format!(
+            "SenderKeyRecord {{ distribution_id: {room}, chains: [ReceivingChain {{ \
+             chain_id: ChainId({id}), next_iteration: 1, skipped_keys: 0, \
+             chain_key: \"<redacted>\" }}] }}"
+        )
+    );
+    assert_eq!(
+        format!("{:?}", own.distribution_message()),
+        format!(
+            "SenderKeyDistributionMessage {{ distribution_id: {room}, chain_id: ChainId({id}), \
+             iteration: 1, chain_key: \"<redacted>\", .. }}"
+        )
+    );
+    assert_eq!(
+        format!("{m:?}"),
+        format!(
+            "SenderKeyMessage {{ distribution_id: {room}, chain_id: ChainId({id}), \
+             iteration: 0, ciphertext_len: 22, .. }}"
+        )
+    );
+}
+
+#[test]
+fn secret_holding_types_zeroize_on_drop() {
+    fn assert_zeroize_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+    assert_zeroize_on_drop::<OwnSenderKey>();
+    assert_zeroize_on_drop::<SenderKeyRecord>();
+    assert_zeroize_on_drop::<SenderKeyDistributionMessage>();
+}
