@@ -921,8 +921,8 @@ struct ReceivingChain {
     /// Iteration of `chain_key`: the smallest iteration not yet derived.
     next_iteration: u32,
     chain_key: ChainKey,
-    /// Oldest first; at most [`MAX_SKIPPED_KEYS`], iterations all below
-    /// `next_iteration` and distinct.
+    /// Oldest first; at most [`MAX_SKIPPED_KEYS`], iterations strictly
+    /// increasing and all below `next_iteration`.
     skipped: VecDeque<SkippedKey>,
 }
 
@@ -1147,15 +1147,19 @@ impl SenderKeyRecord {
                 .iter()
                 .skip(i + 1)
                 .any(|c| c.chain_id == chain.chain_id);
+            // Skipped keys are appended in increasing iteration order and
+            // only ever removed, so a valid store is strictly increasing
+            // (which also rules out duplicates) and below next_iteration.
             let skipped_ok = chain.skipped.len() <= MAX_SKIPPED_KEYS
-                && chain.skipped.iter().enumerate().all(|(j, s)| {
-                    s.iteration < chain.next_iteration
-                        && chain
-                            .skipped
-                            .iter()
-                            .skip(j + 1)
-                            .all(|t| t.iteration != s.iteration)
-                });
+                && chain
+                    .skipped
+                    .iter()
+                    .zip(chain.skipped.iter().skip(1))
+                    .all(|(a, b)| a.iteration < b.iteration)
+                && chain
+                    .skipped
+                    .back()
+                    .is_none_or(|last| last.iteration < chain.next_iteration);
             if duplicate_id || !skipped_ok || parse_signing_public(&chain.signing_public).is_err() {
                 return Err(StateDecodeError::Invalid);
             }

@@ -718,3 +718,28 @@ fn secret_holding_types_zeroize_on_drop() {
     assert_zeroize_on_drop::<SenderKeyRecord>();
     assert_zeroize_on_drop::<SenderKeyDistributionMessage>();
 }
+
+#[test]
+fn validly_signed_garbage_fails_aead_and_leaves_state_untouched() {
+    use ed25519_dalek::{Signer, SigningKey};
+    // A buggy or malicious sender signs a ciphertext that does not decrypt,
+    // at a far iteration: the record must not advance past it.
+    let (own, mut rec, _) = pair(31);
+    let state = own.to_bytes();
+    let seed: [u8; 32] = state[state.len() - 64..state.len() - 32]
+        .try_into()
+        .unwrap();
+    let signing = SigningKey::from_bytes(&seed);
+    let honest = skip_ahead(&own, 0).encrypt(b"x").unwrap();
+    let mut header = wire(&honest)[..26].to_vec();
+    header[22..26].copy_from_slice(&100u32.to_be_bytes());
+    let garbage = [0xAAu8; 40];
+    let mut signed = b"spider/v1/sig/sender-key-message\x00".to_vec();
+    signed.extend_from_slice(&header);
+    signed.extend_from_slice(&garbage);
+    let mut bytes = header;
+    bytes.extend_from_slice(&garbage);
+    bytes.extend_from_slice(&signing.sign(&signed).to_bytes());
+    assert_refused_untouched(&mut rec, &parse(&bytes), DecryptError::Aead);
+    assert_eq!(rec.decrypt(&honest).unwrap(), b"x");
+}
