@@ -942,8 +942,23 @@ enum KeyPlan {
     },
 }
 
+/// Proof that a message's signature verified under its chain's signing key
+/// (conventions §2: checks as proof tokens). Only [`ReceivingChain::verify`]
+/// makes one, and deriving a message key requires one.
+struct SignatureVerified(());
+
 impl ReceivingChain {
-    fn plan(&self, iteration: u32) -> Result<KeyPlan, DecryptError> {
+    fn verify(&self, message: &SenderKeyMessage) -> Result<SignatureVerified, DecryptError> {
+        let key = VerifyingKey::from_bytes(&self.signing_public)
+            .map_err(|_| DecryptError::BadSignature)?;
+        let signature = Signature::from_bytes(&message.signature);
+        // verify_strict: rejects non-canonical and small-order R and keys.
+        key.verify_strict(&message.signed_bytes(), &signature)
+            .map_err(|_| DecryptError::BadSignature)?;
+        Ok(SignatureVerified(()))
+    }
+
+    fn plan(&self, iteration: u32, _: &SignatureVerified) -> Result<KeyPlan, DecryptError> {
         if iteration < self.next_iteration {
             // DR-style bounded store: a key is either still here or gone for
             // good, which is what makes duplicates fail.
@@ -1077,15 +1092,11 @@ impl SenderKeyRecord {
             .ok_or(DecryptError::UnknownChain)?;
         let chain = &self.chains[index];
 
-        // Sender Keys: verify the signature before decrypting (design.md).
-        let key = VerifyingKey::from_bytes(&chain.signing_public)
-            .map_err(|_| DecryptError::BadSignature)?;
+        // Sender Keys: verify the signature before decrypting (design.md);
+        // `plan` cannot be called without the proof token.
+        let verified = chain.verify(message)?;
         let header = message.header();
-        let signature = Signature::from_bytes(&message.signature);
-        key.verify_strict(&signed_bytes(&header, &message.ciphertext), &signature)
-            .map_err(|_| DecryptError::BadSignature)?;
-
-        let plan = chain.plan(message.iteration)?;
+        let plan = chain.plan(message.iteration, &verified)?;
         let plaintext = {
             let mk = match &plan {
                 KeyPlan::Skipped { index } => &chain.skipped[*index].key,
