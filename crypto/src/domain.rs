@@ -36,6 +36,15 @@ pub const ALL_SIGNATURE_LABELS: &[&[u8]] = &[
     SIG_DEVICE_APPROVAL,
 ];
 
+// ---- KDF info strings: Sender Keys and attachments (crypto-b) ----
+
+/// HKDF-SHA256 info for a Sender Key message key: expands the 32-byte message
+/// key (HMAC(CK, 0x01)) into a 32-byte ChaCha20-Poly1305 key and a 12-byte nonce.
+pub const KDF_SENDER_KEY_MESSAGE_KEYS: &[u8] = b"spider/v1/kdf/sender-key-message-keys";
+/// HKDF-SHA256 info for an attachment: expands the random 32-byte file key into
+/// the STREAM's 32-byte ChaCha20-Poly1305 key and 7-byte nonce prefix.
+pub const KDF_ATTACHMENT_STREAM: &[u8] = b"spider/v1/kdf/attachment-stream";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,6 +61,15 @@ mod tests {
                 !a.contains(&0),
                 "labels must not contain the 0x00 terminator"
             );
+        }
+    }
+
+    #[test]
+    fn sender_key_and_attachment_kdf_infos_are_distinct() {
+        assert_ne!(KDF_SENDER_KEY_MESSAGE_KEYS, KDF_ATTACHMENT_STREAM);
+        for label in ALL_SIGNATURE_LABELS {
+            assert_ne!(*label, KDF_SENDER_KEY_MESSAGE_KEYS);
+            assert_ne!(*label, KDF_ATTACHMENT_STREAM);
         }
     }
 }

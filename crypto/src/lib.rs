@@ -5,4 +5,7 @@
 //! socket or a file.
 #![forbid(unsafe_code)]
 
+pub mod attachment;
 pub mod domain;
+pub mod safety;
+pub mod sender_key;
