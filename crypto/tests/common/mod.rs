@@ -1,5 +1,5 @@
 //! Shared test harness: a responder ("Bob") with stores, and helpers.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use ed25519_dalek::{Signer as _, SigningKey};
 use rand_chacha::ChaCha20Rng;
