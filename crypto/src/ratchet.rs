@@ -283,6 +283,16 @@ impl RatchetState {
         })
     }
 
+    /// Every secret the state holds (for the Debug test).
+    #[cfg(test)]
+    pub(crate) fn secrets(&self) -> Vec<[u8; 32]> {
+        let mut out = vec![self.root_key, self.dhs_private];
+        out.extend(self.cks);
+        out.extend(self.ckr);
+        out.extend(self.skipped.iter().map(|k| k.message_key));
+        out
+    }
+
     #[cfg(test)]
     pub(crate) fn root_key(&self) -> [u8; 32] {
         self.root_key

@@ -299,3 +299,66 @@ impl Session {
         self.state.ratchet.skipped_len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{KemPreKeyPair, OneTimePreKeyPair, PreKeyBundle, PreKeyId, SignedPreKeyPair};
+    use crate::store::InMemPreKeyStore;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    fn leaks(text: &str, secret: &[u8]) -> bool {
+        let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        let upper = hex.to_uppercase();
+        let decimal = format!("{:?}", &secret[..4]);
+        let decimal = &decimal[1..decimal.len() - 1];
+        text.contains(&hex[..8]) || text.contains(&upper[..8]) || text.contains(decimal)
+    }
+
+    #[test]
+    fn session_debug_output_never_contains_key_bytes() {
+        let mut rng = ChaCha20Rng::from_seed([8; 32]);
+        let bob = IdentityKeyPair::generate(&mut rng);
+        let alice = IdentityKeyPair::generate(&mut rng);
+        let spk = SignedPreKeyPair::generate(&mut rng, &bob, PreKeyId(1), 0);
+        let kem = KemPreKeyPair::generate(&mut rng, &bob, PreKeyId(1), KemPreKeyKind::OneTime, 0);
+        let otk = OneTimePreKeyPair::generate(&mut rng, PreKeyId(1));
+        let bundle = PreKeyBundle {
+            identity: bob.public().clone(),
+            signed_prekey: spk.public(),
+            kem_prekey: kem.public().clone(),
+            one_time_prekey: Some(otk.public()),
+        };
+        let mut store = InMemPreKeyStore::new();
+        store.save_signed_prekey(spk).unwrap();
+        store.save_kem_prekey(kem).unwrap();
+        store.save_one_time_prekey(otk).unwrap();
+        let mut a = Session::initiate(&mut rng, &alice, &bundle.verify().unwrap()).unwrap();
+        let first = a.encrypt(b"secret plaintext 1").unwrap();
+        let _skipped = a.encrypt(b"two").unwrap();
+        let third = a.encrypt(b"three").unwrap();
+        let Message::PreKey(first) = first else {
+            panic!()
+        };
+        let mut replay = ReplayCache::new();
+        let (mut b, _) =
+            Session::accept(&mut rng, &bob, &mut store, &mut replay, &first, 0).unwrap();
+        b.decrypt(&mut rng, &third, 0).unwrap();
+        assert_eq!(b.skipped_key_count(), 1);
+        for session in [&a, &b] {
+            let text = format!("{session:?} {session:#?} {first:?} {third:?}");
+            let secrets = session.state.ratchet.secrets();
+            assert!(secrets.len() >= 3);
+            for secret in secrets {
+                assert!(
+                    !leaks(&text, &secret),
+                    "Debug output leaks a secret: {text}"
+                );
+            }
+            assert!(!text.contains("secret plaintext"));
+            // Nothing that looks like a byte array at all.
+            assert!(!text.contains(", 0, ") && !text.contains("[0"));
+        }
+    }
+}
