@@ -1,7 +1,7 @@
 //! Entry points for cargo-fuzz targets, one per parser of untrusted bytes, so
 //! that each target is three lines:
 //!
-//! ```ignore
+//! ```text
 //! #![no_main]
 //! libfuzzer_sys::fuzz_target!(|data: &[u8]| spider_crypto::fuzzing::prekey_message(data));
 //! ```

@@ -11,7 +11,7 @@ use core::fmt;
 
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::domain::{WIRE_VERSION, message_type};
 use crate::error::{DecodeError, DecryptError, EncryptError, PrimitiveError};
@@ -254,7 +254,7 @@ impl RatchetState {
                 len: plaintext.len(),
             });
         }
-        let ck = self.cks.ok_or(EncryptError::ChainUnavailable)?;
+        let ck = Zeroizing::new(self.cks.ok_or(EncryptError::ChainUnavailable)?);
         let next_ns = self
             .ns
             .checked_add(1)
@@ -361,7 +361,7 @@ impl RatchetState {
             return Err(DecryptError::Duplicate);
         }
         self.skip_message_keys(header.n, now)?;
-        let ck = self.ckr.ok_or(DecryptError::Authentication)?;
+        let ck = Zeroizing::new(self.ckr.ok_or(DecryptError::Authentication)?);
         let (mk, next_ck) = kdf::chain_step(&ck);
         self.ckr = Some(*next_ck);
         self.nr = self.nr.checked_add(1).ok_or(DecryptError::TooFarAhead)?;
@@ -371,9 +371,10 @@ impl RatchetState {
     /// DR §3.5 SkipMessageKeys, bounded by [`MAX_SKIP`] per call and by
     /// [`MAX_SKIPPED_KEYS`] in total.
     fn skip_message_keys(&mut self, until: u32, now: u64) -> Result<(), DecryptError> {
-        let Some(mut ck) = self.ckr else {
+        let Some(ck) = self.ckr else {
             return Ok(());
         };
+        let mut ck = Zeroizing::new(ck);
         let Some(dhr) = self.dhr else {
             return Ok(());
         };
@@ -388,11 +389,10 @@ impl RatchetState {
                 message_key: *mk,
                 stored_at: now,
             });
-            ck = *next_ck;
+            *ck = *next_ck;
             self.nr += 1;
         }
-        self.ckr = Some(ck);
-        ck.zeroize();
+        self.ckr = Some(*ck);
         if self.skipped.len() > MAX_SKIPPED_KEYS {
             let excess = self.skipped.len() - MAX_SKIPPED_KEYS;
             for mut old in self.skipped.drain(..excess) {

@@ -69,6 +69,9 @@ struct SessionState {
     remote_identity: Vec<u8>,
     ad: Vec<u8>,
     base_key: [u8; 32],
+    /// Responder only: digest of the accepted first message's handshake
+    /// fields, which repeats must match.
+    handshake_digest: Option<[u8; 32]>,
     initiator: bool,
     pending: Option<PendingPreKey>,
     ratchet: RatchetState,
@@ -113,6 +116,7 @@ impl Session {
                 remote_identity: b.identity.to_bytes().to_vec(),
                 ad: x3dh::associated_data(identity.public(), &b.identity),
                 base_key: init.pending.base_key,
+                handshake_digest: None,
                 initiator: true,
                 pending: Some(init.pending),
                 ratchet,
@@ -177,6 +181,7 @@ impl Session {
                 remote_identity: message.sender().to_bytes().to_vec(),
                 ad,
                 base_key: *message.base_key(),
+                handshake_digest: Some(message.handshake_digest()),
                 initiator: false,
                 pending: None,
                 ratchet,
@@ -220,9 +225,13 @@ impl Session {
         let inner = match message {
             Message::Ratchet(m) => m,
             Message::PreKey(m) => {
+                // Every handshake field must be the one accepted: the inner
+                // message is authenticated by the session, the outer fields
+                // by this comparison.
                 if self.state.initiator
                     || m.base_key() != &self.state.base_key
                     || m.sender() != &self.remote
+                    || self.state.handshake_digest != Some(m.handshake_digest())
                 {
                     return Err(DecryptError::WrongSession);
                 }

@@ -154,6 +154,19 @@ impl PreKeyMessage {
         &self.message
     }
 
+    /// SHA-256 of the encoded fixed part (everything before the ratchet
+    /// message). A responder session remembers it, so that the initiator's
+    /// repeated first messages are accepted only with identical handshake
+    /// fields.
+    pub(crate) fn handshake_digest(&self) -> [u8; 32] {
+        use sha2::Digest as _;
+        let bytes = self.to_bytes();
+        let fixed = bytes.get(..PREKEY_MESSAGE_FIXED_LEN).unwrap_or(&bytes);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&sha2::Sha256::digest(fixed));
+        out
+    }
+
     /// Encodes the message (layout in the type's doc).
     #[must_use]
     pub fn to_bytes(&self) -> Vec<u8> {

@@ -323,6 +323,17 @@ fn replayed_prekey_message_is_a_duplicate_in_the_existing_session() {
     let second = alice.encrypt(b"two").unwrap();
     assert!(matches!(second, Message::PreKey(_)));
     let (mut bob_s, _) = bob.accept(&mut rng, &prekey(first.clone())).unwrap();
+    // A repeat whose handshake fields were altered is refused, even though
+    // its inner ratchet message is genuine.
+    let mut altered = second.to_bytes();
+    altered[PKM_KEM_CT + 100] ^= 0x01;
+    let altered = Message::try_from(&altered[..]).unwrap();
+    let before = bob_s.to_bytes();
+    assert_eq!(
+        bob_s.decrypt(&mut rng, &altered, NOW),
+        Err(DecryptError::WrongSession)
+    );
+    assert_eq!(bob_s.to_bytes(), before);
     // The initiator's repeats before a reply decrypt in the session...
     assert_eq!(bob_s.decrypt(&mut rng, &second, NOW).unwrap(), b"two");
     // ...and a replay of either is refused.
