@@ -543,6 +543,61 @@ impl SignedPreKeyPair {
     pub(crate) fn private(&self) -> &[u8; 32] {
         &self.private.0
     }
+
+    /// The record for the keystore, wiped on drop (109 bytes):
+    /// `0x01 || id (u32 BE) || created_at (u64 BE) || private key (32) ||
+    /// signature (64)`.
+    #[must_use]
+    pub fn to_secret_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(SIGNED_PREKEY_RECORD_LEN));
+        out.push(RECORD_VERSION);
+        out.extend_from_slice(&self.id.0.to_be_bytes());
+        out.extend_from_slice(&self.created_at.to_be_bytes());
+        out.extend_from_slice(&self.private.0);
+        out.extend_from_slice(&self.signature);
+        out
+    }
+
+    /// Restores a record made by [`Self::to_secret_bytes`].
+    ///
+    /// # Errors
+    /// [`DecodeError`] for a wrong length or version.
+    pub fn from_secret_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = open_record(bytes, SIGNED_PREKEY_RECORD_LEN)?;
+        let id = PreKeyId(r.u32()?);
+        let created_at = u64::from_be_bytes(r.array::<8>()?);
+        let private = Secret32(r.array::<32>()?);
+        let signature = r.array::<64>()?;
+        r.finish()?;
+        Ok(Self {
+            id,
+            public: primitives::x25519_public(&private.0),
+            private,
+            signature,
+            created_at,
+        })
+    }
+}
+
+/// Version byte of the keystore record encodings of private prekeys.
+const RECORD_VERSION: u8 = 1;
+const SIGNED_PREKEY_RECORD_LEN: usize = 1 + 4 + 8 + 32 + 64;
+const KEM_PREKEY_RECORD_LEN: usize = 1 + 4 + 1 + 8 + 64 + 64;
+const ONE_TIME_PREKEY_RECORD_LEN: usize = 1 + 4 + 32;
+
+fn open_record(bytes: &[u8], len: usize) -> Result<wire::Reader<'_>, DecodeError> {
+    if bytes.len() != len {
+        return Err(DecodeError::WrongLength {
+            len: bytes.len(),
+            expected: len,
+        });
+    }
+    let mut r = wire::Reader::new(bytes);
+    let version = r.u8()?;
+    if version != RECORD_VERSION {
+        return Err(DecodeError::UnsupportedVersion(version));
+    }
+    Ok(r)
 }
 
 /// Whether a KEM prekey is the last-resort key (reused until rotated) or a
@@ -629,6 +684,57 @@ impl KemPreKeyPair {
         &self.public
     }
 
+    /// The record for the keystore, wiped on drop (142 bytes):
+    /// `0x01 || id (u32 BE) || kind (0 last resort, 1 one-time) || created_at
+    /// (u64 BE) || FIPS 203 seed (64) || signature (64)`.
+    #[must_use]
+    pub fn to_secret_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(KEM_PREKEY_RECORD_LEN));
+        out.push(RECORD_VERSION);
+        out.extend_from_slice(&self.id.0.to_be_bytes());
+        out.push(match self.kind {
+            KemPreKeyKind::LastResort => 0,
+            KemPreKeyKind::OneTime => 1,
+        });
+        out.extend_from_slice(&self.created_at.to_be_bytes());
+        out.extend_from_slice(&self.seed[..]);
+        out.extend_from_slice(&self.public.signature);
+        out
+    }
+
+    /// Restores a record made by [`Self::to_secret_bytes`] (the public key is
+    /// recomputed from the seed).
+    ///
+    /// # Errors
+    /// [`DecodeError`] for a wrong length, version or kind.
+    pub fn from_secret_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = open_record(bytes, KEM_PREKEY_RECORD_LEN)?;
+        let id = PreKeyId(r.u32()?);
+        let kind = if r.flag()? {
+            KemPreKeyKind::OneTime
+        } else {
+            KemPreKeyKind::LastResort
+        };
+        let created_at = u64::from_be_bytes(r.array::<8>()?);
+        let seed = Zeroizing::new(r.array::<64>()?);
+        let signature = r.array::<64>()?;
+        r.finish()?;
+        let dk = DecapsulationKey::<MlKem768>::from_seed((*seed).into());
+        let mut public = Box::new([0u8; KEM_PUBLIC_KEY_LEN]);
+        public.copy_from_slice(&dk.encapsulation_key().to_bytes());
+        Ok(Self {
+            id,
+            kind,
+            seed,
+            public: KemPreKeyPublic {
+                id,
+                public,
+                signature,
+            },
+            created_at,
+        })
+    }
+
     /// ML-KEM-768 decapsulation. Implicit rejection (FIPS 203): a corrupted
     /// ciphertext gives a pseudorandom secret, so failure shows up later as an
     /// AEAD failure, never here.
@@ -704,6 +810,33 @@ impl OneTimePreKeyPair {
 
     pub(crate) fn private(&self) -> &[u8; 32] {
         &self.private.0
+    }
+
+    /// The record for the keystore, wiped on drop (37 bytes):
+    /// `0x01 || id (u32 BE) || private key (32)`.
+    #[must_use]
+    pub fn to_secret_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(ONE_TIME_PREKEY_RECORD_LEN));
+        out.push(RECORD_VERSION);
+        out.extend_from_slice(&self.id.0.to_be_bytes());
+        out.extend_from_slice(&self.private.0);
+        out
+    }
+
+    /// Restores a record made by [`Self::to_secret_bytes`].
+    ///
+    /// # Errors
+    /// [`DecodeError`] for a wrong length or version.
+    pub fn from_secret_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = open_record(bytes, ONE_TIME_PREKEY_RECORD_LEN)?;
+        let id = PreKeyId(r.u32()?);
+        let private = Secret32(r.array::<32>()?);
+        r.finish()?;
+        Ok(Self {
+            id,
+            public: primitives::x25519_public(&private.0),
+            private,
+        })
     }
 }
 
@@ -954,6 +1087,35 @@ mod tests {
         assert_eq!(restored.public(), id.public());
         let decoded = IdentityPublicKey::try_from(&id.public().to_bytes()[..]).unwrap();
         assert_eq!(&decoded, id.public());
+    }
+
+    #[test]
+    fn prekey_records_round_trip_and_refuse_wrong_lengths() {
+        let mut rng = rng();
+        let id = IdentityKeyPair::generate(&mut rng);
+        let spk = SignedPreKeyPair::generate(&mut rng, &id, PreKeyId(7), 99);
+        let back = SignedPreKeyPair::from_secret_bytes(&spk.to_secret_bytes()).unwrap();
+        assert_eq!(back.public(), spk.public());
+        assert_eq!(back.created_at(), 99);
+        assert!(id.public().verify_signed_prekey(&back.public()).is_ok());
+        let otk = OneTimePreKeyPair::generate(&mut rng, PreKeyId(8));
+        let back = OneTimePreKeyPair::from_secret_bytes(&otk.to_secret_bytes()).unwrap();
+        assert_eq!(back.public(), otk.public());
+        for kind in [KemPreKeyKind::LastResort, KemPreKeyKind::OneTime] {
+            let kem = KemPreKeyPair::generate(&mut rng, &id, PreKeyId(9), kind, 5);
+            let back = KemPreKeyPair::from_secret_bytes(&kem.to_secret_bytes()).unwrap();
+            assert_eq!(back.public(), kem.public());
+            assert_eq!(back.kind(), kind);
+            assert!(id.public().verify_kem_prekey(back.public()).is_ok());
+        }
+        let bytes = spk.to_secret_bytes();
+        assert!(SignedPreKeyPair::from_secret_bytes(&bytes[1..]).is_err());
+        let mut wrong = bytes.to_vec();
+        wrong[0] = 2;
+        assert_eq!(
+            SignedPreKeyPair::from_secret_bytes(&wrong).unwrap_err(),
+            DecodeError::UnsupportedVersion(2)
+        );
     }
 
     #[test]

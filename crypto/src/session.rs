@@ -293,10 +293,11 @@ impl Session {
     /// [`DecodeError`] for a wrong version or type, or corrupt state.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = crate::wire::open(bytes, message_type::SESSION_STATE, MAX_SESSION_STATE_LEN)?;
-        let state: SessionState =
-            postcard::from_bytes(r.rest()).map_err(|_| DecodeError::CorruptState)?;
-        let remote = IdentityPublicKey::try_from(&state.remote_identity[..])?;
-        if state.ad.len() != 128 {
+        let (state, trailing): (SessionState, _) =
+            postcard::take_from_bytes(r.rest()).map_err(|_| DecodeError::CorruptState)?;
+        let remote = IdentityPublicKey::try_from(&state.remote_identity[..])
+            .map_err(|_| DecodeError::CorruptState)?;
+        if !trailing.is_empty() || state.ad.len() != 128 {
             return Err(DecodeError::CorruptState);
         }
         Ok(Self { state, remote })

@@ -619,3 +619,44 @@ fn session_survives_serialization_mid_conversation() {
     assert!(Message::try_from(&state[..]).is_err());
     assert!(Session::from_bytes(&r.to_bytes()).is_err());
 }
+
+#[test]
+fn prekey_message_length_limit_is_enforced_at_its_edge() {
+    use spider_crypto::ratchet::MAX_PLAINTEXT_LEN;
+    use spider_crypto::x3dh::MAX_PREKEY_MESSAGE_LEN;
+    let mut rng = rng(24);
+    let mut bob = Bob::new(&mut rng, true, KemPreKeyKind::LastResort);
+    let alice_id = IdentityKeyPair::generate(&mut rng);
+    let mut alice = Session::initiate(&mut rng, &alice_id, &bob.verified_bundle()).unwrap();
+    let big = vec![0x42u8; MAX_PLAINTEXT_LEN];
+    let bytes = alice.encrypt(&big).unwrap().to_bytes();
+    assert_eq!(bytes.len(), MAX_PREKEY_MESSAGE_LEN);
+    let first = PreKeyMessage::try_from(&bytes[..]).unwrap();
+    assert_eq!(bob.accept(&mut rng, &first).unwrap().1, big);
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(matches!(
+        PreKeyMessage::try_from(&longer[..]),
+        Err(DecodeError::TooLong { .. })
+    ));
+    assert!(matches!(
+        Message::try_from(&longer[..]),
+        Err(DecodeError::TooLong { .. })
+    ));
+}
+
+#[test]
+fn session_state_length_limit_is_enforced() {
+    use spider_crypto::session::MAX_SESSION_STATE_LEN;
+    let mut b = vec![1u8, 0x20];
+    b.resize(MAX_SESSION_STATE_LEN + 1, 0);
+    assert!(matches!(
+        Session::from_bytes(&b),
+        Err(DecodeError::TooLong { .. })
+    ));
+    b.truncate(MAX_SESSION_STATE_LEN);
+    assert_eq!(
+        Session::from_bytes(&b).unwrap_err(),
+        DecodeError::CorruptState
+    );
+}
