@@ -9,7 +9,9 @@
 //! Each decodes, and on success re-encodes and checks the round trip, which
 //! panics (a fuzz finding) only if the codec is not canonical.
 
-use crate::keys::{IdentityPublicKey, PreKeyBundle};
+use crate::keys::{
+    IdentityPublicKey, KemPreKeyPair, OneTimePreKeyPair, PreKeyBundle, SignedPreKeyPair,
+};
 use crate::ratchet::RatchetMessage;
 use crate::session::{Message, Session};
 use crate::x3dh::PreKeyMessage;
@@ -65,4 +67,18 @@ pub fn identity_public_key(data: &[u8]) {
 /// [`Session::from_bytes`] (local keystore data, still worth fuzzing).
 pub fn session_state(data: &[u8]) {
     let _ = Session::from_bytes(data);
+}
+
+/// The keystore records of private prekeys
+/// ([`SignedPreKeyPair::from_secret_bytes`] and its siblings).
+pub fn prekey_records(data: &[u8]) {
+    if let Ok(k) = SignedPreKeyPair::from_secret_bytes(data) {
+        assert_eq!(&k.to_secret_bytes()[..], data);
+    }
+    if let Ok(k) = OneTimePreKeyPair::from_secret_bytes(data) {
+        assert_eq!(&k.to_secret_bytes()[..], data);
+    }
+    if let Ok(k) = KemPreKeyPair::from_secret_bytes(data) {
+        assert_eq!(&k.to_secret_bytes()[..], data);
+    }
 }

@@ -87,8 +87,10 @@ fn prekey_payload(id: PreKeyId, public: &[u8]) -> Vec<u8> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PreKeyId(pub u32);
 
-/// A 32-byte secret that is wiped on drop and never printed.
-#[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+/// A 32-byte secret that is wiped on drop and never printed. Deliberately not
+/// `PartialEq`: secrets are never compared (a comparison would not be
+/// constant-time).
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub(crate) struct Secret32(pub(crate) [u8; 32]);
 
 impl fmt::Debug for Secret32 {

@@ -73,12 +73,12 @@ pub fn hkdf_sha256(
 /// HMAC-SHA256.
 #[must_use]
 pub fn hmac_sha256(key: &[u8], data: &[u8]) -> Zeroizing<[u8; 32]> {
-    // HMAC takes keys of any length, so `new_from_slice` cannot fail.
+    #[allow(clippy::expect_used)]
+    let mut mac =
+        <Hmac<Sha256>>::new_from_slice(key).expect("HMAC accepts keys of any length (RFC 2104)");
+    mac.update(data);
     let mut out = Zeroizing::new([0u8; 32]);
-    if let Ok(mut mac) = <Hmac<Sha256>>::new_from_slice(key) {
-        mac.update(data);
-        out.copy_from_slice(&mac.finalize().into_bytes());
-    }
+    out.copy_from_slice(&mac.finalize().into_bytes());
     out
 }
 

@@ -168,6 +168,7 @@ fn all_parsers(data: &[u8]) {
     fuzzing::prekey_bundle(data);
     fuzzing::identity_public_key(data);
     fuzzing::session_state(data);
+    fuzzing::prekey_records(data);
 }
 
 proptest! {
@@ -216,6 +217,16 @@ proptest! {
             1 => if let Ok(m) = PreKeyMessage::try_from(&data[..]) { prop_assert_eq!(m.to_bytes(), data) },
             _ => if let Ok(m) = RatchetMessage::try_from(&data[..]) { prop_assert_eq!(m.to_bytes(), data) },
         }
+    }
+
+    #[test]
+    fn prekey_records_of_exact_length_never_panic(
+        len in prop_oneof![Just(37usize), Just(109usize), Just(142usize)],
+        body in proptest::collection::vec(any::<u8>(), 142),
+    ) {
+        let mut data = body[..len].to_vec();
+        data[0] = 1;
+        fuzzing::prekey_records(&data);
     }
 
     #[test]
