@@ -252,6 +252,34 @@ impl IdentityPublicKey {
         out
     }
 
+    /// Builds an identity from its three wire fields (Ed25519 key, X25519
+    /// key, binding signature), with the checks of the `TryFrom<&[u8]>`
+    /// decoding.
+    ///
+    /// # Errors
+    /// As for `TryFrom<&[u8]>`, and [`DecodeError::WrongLength`] for a field
+    /// of the wrong size.
+    pub fn from_parts(signing: &[u8], dh: &[u8], binding: &[u8]) -> Result<Self, DecodeError> {
+        let mut bytes = Vec::with_capacity(IDENTITY_PUBLIC_KEY_LEN);
+        for (field, len) in [(signing, 32), (dh, 32), (binding, SIGNATURE_LEN)] {
+            if field.len() != len {
+                return Err(DecodeError::WrongLength {
+                    len: field.len(),
+                    expected: len,
+                });
+            }
+            bytes.extend_from_slice(field);
+        }
+        Self::try_from(&bytes[..])
+    }
+
+    /// The binding signature (the Ed25519 key's signature over the X25519
+    /// key).
+    #[must_use]
+    pub fn binding_signature(&self) -> &[u8; 64] {
+        &self.binding
+    }
+
     /// The Ed25519 public key.
     #[must_use]
     pub fn signing_key_bytes(&self) -> &[u8; 32] {
@@ -405,6 +433,39 @@ pub struct SignedPreKeyPublic {
     pub signature: [u8; 64],
 }
 
+impl SignedPreKeyPublic {
+    /// Builds one from wire fields, checking lengths and refusing a low-order
+    /// key (the signature is checked separately, by
+    /// [`IdentityPublicKey::verify_signed_prekey`]).
+    ///
+    /// # Errors
+    /// [`DecodeError::WrongLength`] or [`DecodeError::LowOrderKey`].
+    pub fn new(id: PreKeyId, public: &[u8], signature: &[u8]) -> Result<Self, DecodeError> {
+        Ok(Self {
+            id,
+            public: x25519_public_key(public)?,
+            signature: fixed(signature)?,
+        })
+    }
+}
+
+/// A fixed-size field from a slice.
+fn fixed<const N: usize>(bytes: &[u8]) -> Result<[u8; N], DecodeError> {
+    bytes.try_into().map_err(|_| DecodeError::WrongLength {
+        len: bytes.len(),
+        expected: N,
+    })
+}
+
+/// An X25519 public key from a slice: 32 bytes, not of low order.
+fn x25519_public_key(bytes: &[u8]) -> Result<[u8; 32], DecodeError> {
+    let key = fixed::<32>(bytes)?;
+    if primitives::x25519_is_low_order(&key) {
+        return Err(DecodeError::LowOrderKey);
+    }
+    Ok(key)
+}
+
 /// A signed ML-KEM-768 prekey as published (unverified until checked).
 #[derive(Clone, PartialEq, Eq)]
 pub struct KemPreKeyPublic {
@@ -427,17 +488,13 @@ impl KemPreKeyPublic {
     ///
     /// # Errors
     /// [`DecodeError::WrongLength`] or [`DecodeError::InvalidKemKey`].
-    pub fn new(id: PreKeyId, public: &[u8], signature: [u8; 64]) -> Result<Self, DecodeError> {
-        let public: Box<[u8; KEM_PUBLIC_KEY_LEN]> =
-            Box::new(public.try_into().map_err(|_| DecodeError::WrongLength {
-                len: public.len(),
-                expected: KEM_PUBLIC_KEY_LEN,
-            })?);
+    pub fn new(id: PreKeyId, public: &[u8], signature: &[u8]) -> Result<Self, DecodeError> {
+        let public: Box<[u8; KEM_PUBLIC_KEY_LEN]> = Box::new(fixed(public)?);
         kem_encapsulation_key(&public)?;
         Ok(Self {
             id,
             public,
-            signature,
+            signature: fixed(signature)?,
         })
     }
 
@@ -476,6 +533,20 @@ pub struct OneTimePreKeyPublic {
     pub id: PreKeyId,
     /// The X25519 public key.
     pub public: [u8; 32],
+}
+
+impl OneTimePreKeyPublic {
+    /// Builds one from wire fields, checking the length and refusing a
+    /// low-order key.
+    ///
+    /// # Errors
+    /// [`DecodeError::WrongLength`] or [`DecodeError::LowOrderKey`].
+    pub fn new(id: PreKeyId, public: &[u8]) -> Result<Self, DecodeError> {
+        Ok(Self {
+            id,
+            public: x25519_public_key(public)?,
+        })
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -947,7 +1018,7 @@ impl TryFrom<&[u8]> for PreKeyBundle {
         let kem_id = PreKeyId(r.u32()?);
         let kem = r.array::<KEM_PUBLIC_KEY_LEN>()?;
         let kem_sig = r.array::<64>()?;
-        let kem_prekey = KemPreKeyPublic::new(kem_id, &kem, kem_sig)?;
+        let kem_prekey = KemPreKeyPublic::new(kem_id, &kem, &kem_sig)?;
         let has_otk = r.flag()?;
         let otk_id = r.u32()?;
         let otk = r.array::<32>()?;
@@ -1089,6 +1160,57 @@ mod tests {
         assert_eq!(restored.public(), id.public());
         let decoded = IdentityPublicKey::try_from(&id.public().to_bytes()[..]).unwrap();
         assert_eq!(&decoded, id.public());
+    }
+
+    #[test]
+    fn public_keys_build_from_wire_fields_with_checks() {
+        let mut rng = rng();
+        let id = IdentityKeyPair::generate(&mut rng);
+        let pk = id.public();
+        let again = IdentityPublicKey::from_parts(
+            pk.signing_key_bytes(),
+            pk.dh_key_bytes(),
+            pk.binding_signature(),
+        )
+        .unwrap();
+        assert_eq!(&again, pk);
+        assert!(matches!(
+            IdentityPublicKey::from_parts(
+                &pk.signing_key_bytes()[1..],
+                pk.dh_key_bytes(),
+                pk.binding_signature()
+            ),
+            Err(DecodeError::WrongLength { .. })
+        ));
+        let spk = SignedPreKeyPair::generate(&mut rng, &id, PreKeyId(3), 0).public();
+        let wire = SignedPreKeyPublic::new(spk.id, &spk.public, &spk.signature).unwrap();
+        assert!(pk.verify_signed_prekey(&wire).is_ok());
+        assert_eq!(
+            SignedPreKeyPublic::new(spk.id, &[0; 32], &spk.signature),
+            Err(DecodeError::LowOrderKey)
+        );
+        assert!(SignedPreKeyPublic::new(spk.id, &spk.public, &spk.signature[1..]).is_err());
+        assert_eq!(
+            OneTimePreKeyPublic::new(PreKeyId(1), &[0; 32]),
+            Err(DecodeError::LowOrderKey)
+        );
+        assert!(OneTimePreKeyPublic::new(PreKeyId(1), &[9; 31]).is_err());
+        let kem = KemPreKeyPair::generate(&mut rng, &id, PreKeyId(4), KemPreKeyKind::OneTime, 0);
+        let wire = KemPreKeyPublic::new(
+            kem.id(),
+            kem.public().public_bytes(),
+            kem.public().signature(),
+        )
+        .unwrap();
+        assert!(pk.verify_kem_prekey(&wire).is_ok());
+        assert_eq!(
+            KemPreKeyPublic::new(
+                kem.id(),
+                &[0xff; KEM_PUBLIC_KEY_LEN],
+                kem.public().signature()
+            ),
+            Err(DecodeError::InvalidKemKey)
+        );
     }
 
     #[test]
