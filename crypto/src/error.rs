@@ -211,3 +211,55 @@ pub enum StoreError {
     #[error("corrupt stored record")]
     Corrupt,
 }
+
+/// Starting a session through the stores failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The bundle's identity differs from the one stored for this device.
+    #[error("identity differs from the stored one")]
+    UntrustedIdentity,
+    /// The handshake failed.
+    #[error("handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Sending through the stores failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// There is no session with this device: fetch a bundle and start one.
+    #[error("no session with this device")]
+    NoSession,
+    /// Encryption failed.
+    #[error("encrypt: {0}")]
+    Encrypt(#[from] EncryptError),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Receiving through the stores failed. Stores are unchanged, except after a
+/// store failure.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ReceiveError {
+    /// A ratchet message from a device with no session.
+    #[error("no session with this device")]
+    NoSession,
+    /// The sender's identity differs from the one stored for this device.
+    #[error("identity differs from the stored one")]
+    UntrustedIdentity,
+    /// A first message was refused.
+    #[error("accept: {0}")]
+    Accept(#[from] AcceptError),
+    /// A message of an existing session did not decrypt.
+    #[error("decrypt: {0}")]
+    Decrypt(#[from] DecryptError),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}

@@ -20,7 +20,9 @@
 //!   ML-KEM-768 prekeys, bundles, and the signature checks the relay uses.
 //! - [`x3dh`]: the PQXDH handshake, the first message and the replay cache.
 //! - [`ratchet`]: the Double Ratchet and its message format.
-//! - [`session`]: both put together: the API a client drives.
+//! - [`session`]: both put together: the API a client drives, directly or
+//!   through the stores ([`session::start_session`], [`session::encrypt_to`],
+//!   [`session::decrypt_from`]).
 //! - [`store`]: storage traits with in-memory implementations.
 //! - [`kdf`], [`primitives`]: the derivations and the thin wrappers over the
 //!   primitive crates, public for the known-answer tests.

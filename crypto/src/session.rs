@@ -15,10 +15,13 @@ use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::domain::{WIRE_VERSION, message_type};
-use crate::error::{AcceptError, DecodeError, DecryptError, EncryptError, HandshakeError};
+use crate::error::{
+    AcceptError, DecodeError, DecryptError, EncryptError, HandshakeError, ReceiveError, SendError,
+    StartError,
+};
 use crate::keys::{IdentityKeyPair, IdentityPublicKey, KemPreKeyKind, VerifiedPreKeyBundle};
 use crate::ratchet::{RatchetMessage, RatchetState};
-use crate::store::PreKeyStore;
+use crate::store::{DeviceAddress, IdentityStore, PreKeyStore, SessionStore};
 use crate::x3dh::{self, PendingPreKey, PreKeyMessage, ReplayCache};
 
 /// Largest serialized session accepted by [`Session::from_bytes`]: room for
@@ -307,6 +310,128 @@ impl Session {
     #[must_use]
     pub fn skipped_key_count(&self) -> usize {
         self.state.ratchet.skipped_len()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Driving sessions through the stores
+
+/// Starts a session with `address` from a verified bundle and stores it,
+/// after checking the bundle's identity against the identity store (trust on
+/// first use: a changed identity is refused until the application accepts it
+/// with [`IdentityStore::save_identity`]).
+///
+/// # Errors
+/// [`StartError`].
+pub fn start_session<R, I, S>(
+    rng: &mut R,
+    identities: &mut I,
+    sessions: &mut S,
+    address: &DeviceAddress,
+    bundle: &VerifiedPreKeyBundle,
+) -> Result<(), StartError>
+where
+    R: CryptoRng + ?Sized,
+    I: IdentityStore + ?Sized,
+    S: SessionStore + ?Sized,
+{
+    let remote = &bundle.bundle().identity;
+    if !identities.is_trusted(address, remote)? {
+        return Err(StartError::UntrustedIdentity);
+    }
+    let session = Session::initiate(rng, identities.identity_key_pair(), bundle)?;
+    sessions.store_session(address, &session)?;
+    identities.save_identity(address, remote)?;
+    Ok(())
+}
+
+/// Encrypts for `address` with the stored session and stores the advanced
+/// session.
+///
+/// # Errors
+/// [`SendError`].
+pub fn encrypt_to<S: SessionStore + ?Sized>(
+    sessions: &mut S,
+    address: &DeviceAddress,
+    plaintext: &[u8],
+) -> Result<Message, SendError> {
+    let mut session = sessions
+        .load_session(address)?
+        .ok_or(SendError::NoSession)?;
+    let message = session.encrypt(plaintext)?;
+    sessions.store_session(address, &session)?;
+    Ok(message)
+}
+
+/// Decrypts a message from `address`, routing it: a ratchet message, or a
+/// repeat of the first message that created the stored session, goes to the
+/// stored session; any other first message goes to [`Session::accept`] and
+/// its session replaces the stored one (the peer started afresh, for example
+/// after a reinstall), except when both devices initiated at once: then both
+/// keep the handshake with the lower base key. The sender's identity is checked against the identity
+/// store before anything is consumed. Nothing is stored on error.
+///
+/// # Errors
+/// [`ReceiveError`].
+#[allow(clippy::too_many_arguments)]
+pub fn decrypt_from<R, I, P, S>(
+    rng: &mut R,
+    identities: &mut I,
+    prekeys: &mut P,
+    replay: &mut ReplayCache,
+    sessions: &mut S,
+    address: &DeviceAddress,
+    message: &Message,
+    now: u64,
+) -> Result<Vec<u8>, ReceiveError>
+where
+    R: CryptoRng + ?Sized,
+    I: IdentityStore + ?Sized,
+    P: PreKeyStore + ?Sized,
+    S: SessionStore + ?Sized,
+{
+    let existing = sessions.load_session(address)?;
+    match message {
+        Message::Ratchet(_) => {
+            let mut session = existing.ok_or(ReceiveError::NoSession)?;
+            let plaintext = session.decrypt(rng, message, now)?;
+            sessions.store_session(address, &session)?;
+            Ok(plaintext)
+        }
+        Message::PreKey(first) => {
+            if !identities.is_trusted(address, first.sender())? {
+                return Err(ReceiveError::UntrustedIdentity);
+            }
+            if let Some(session) = &existing
+                && !session.state.initiator
+                && session.base_key() == first.base_key()
+            {
+                let mut session = session.clone();
+                let plaintext = session.decrypt(rng, message, now)?;
+                sessions.store_session(address, &session)?;
+                return Ok(plaintext);
+            }
+            let (session, plaintext) = Session::accept(
+                rng,
+                identities.identity_key_pair(),
+                prekeys,
+                replay,
+                first,
+                now,
+            )?;
+            // Simultaneous initiation: both devices started a session and
+            // neither has a reply yet. Both keep the handshake with the lower
+            // base key, so they end on the same session; the other
+            // handshake's first message is still read.
+            let keep_ours = existing
+                .as_ref()
+                .is_some_and(|ours| ours.awaiting_reply() && ours.base_key() < first.base_key());
+            if !keep_ours {
+                sessions.store_session(address, &session)?;
+            }
+            identities.save_identity(address, first.sender())?;
+            Ok(plaintext)
+        }
     }
 }
 
