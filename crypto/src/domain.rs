@@ -25,6 +25,45 @@ pub const SIG_SENDER_KEY_MESSAGE: &[u8] = b"spider/v1/sig/sender-key-message";
 /// device of the same account (payload: user id, new signing key).
 pub const SIG_DEVICE_APPROVAL: &[u8] = b"spider/v1/sig/device-approval";
 
+/// HKDF info for the PQXDH shared secret (X3DH §2.2 / PQXDH §2.2: "a distinct
+/// info string"). Names the curve, hash and KEM, as PQXDH recommends.
+pub const KDF_PQXDH: &[u8] = b"spider/v1/kdf/pqxdh/X25519_SHA-256_ML-KEM-768";
+/// HKDF info for KDF_RK, the Double Ratchet root-key step (DR §5.2).
+pub const KDF_ROOT: &[u8] = b"spider/v1/kdf/ratchet-root";
+/// HKDF info that turns a Double Ratchet message key into an AEAD key and
+/// nonce (DR §5.2, "ENCRYPT").
+pub const KDF_MESSAGE_KEYS: &[u8] = b"spider/v1/kdf/ratchet-message-keys";
+
+/// All KDF info strings, for the distinctness test.
+pub const ALL_KDF_INFOS: &[&[u8]] = &[
+    KDF_PQXDH,
+    KDF_ROOT,
+    KDF_MESSAGE_KEYS,
+    KDF_SENDER_KEY_MESSAGE_KEYS,
+    KDF_ATTACHMENT_STREAM,
+];
+
+/// Version byte that opens every Spider crypto wire message.
+pub const WIRE_VERSION: u8 = 1;
+
+/// Message type bytes: the second byte of every wire message, so that a payload
+/// of one kind is refused where another is expected. Values are never reused.
+pub mod message_type {
+    /// A Double Ratchet message (`ratchet::RatchetMessage`).
+    pub const RATCHET: u8 = 0x01;
+    /// A PQXDH first message (`x3dh::PreKeyMessage`).
+    pub const PREKEY: u8 = 0x02;
+    /// A prekey bundle as fetched from the relay (`keys::PreKeyBundle`).
+    pub const PREKEY_BUNDLE: u8 = 0x03;
+    /// Reserved for the Sender Keys room message.
+    pub const SENDER_KEY_MESSAGE: u8 = 0x10;
+    /// Reserved for the Sender Keys distribution message.
+    pub const SENDER_KEY_DISTRIBUTION: u8 = 0x11;
+    /// Serialized session state in the client keystore (never on the wire, but
+    /// typed all the same so a stored blob cannot be mistaken for a message).
+    pub const SESSION_STATE: u8 = 0x20;
+}
+
 /// All signature labels, for the distinctness test and for documentation.
 pub const ALL_SIGNATURE_LABELS: &[&[u8]] = &[
     SIG_IDENTITY_BINDING,
@@ -35,8 +74,6 @@ pub const ALL_SIGNATURE_LABELS: &[&[u8]] = &[
     SIG_SENDER_KEY_MESSAGE,
     SIG_DEVICE_APPROVAL,
 ];
-
-// ---- KDF info strings: Sender Keys and attachments (crypto-b) ----
 
 /// HKDF-SHA256 info for a Sender Key message key: expands the 32-byte message
 /// key (HMAC(CK, 0x01)) into a 32-byte ChaCha20-Poly1305 key and a 12-byte nonce.
@@ -65,11 +102,32 @@ mod tests {
     }
 
     #[test]
-    fn sender_key_and_attachment_kdf_infos_are_distinct() {
-        assert_ne!(KDF_SENDER_KEY_MESSAGE_KEYS, KDF_ATTACHMENT_STREAM);
-        for label in ALL_SIGNATURE_LABELS {
-            assert_ne!(*label, KDF_SENDER_KEY_MESSAGE_KEYS);
-            assert_ne!(*label, KDF_ATTACHMENT_STREAM);
+    fn kdf_infos_are_distinct_from_each_other_and_from_signature_labels() {
+        for (i, a) in ALL_KDF_INFOS.iter().enumerate() {
+            for (j, b) in ALL_KDF_INFOS.iter().enumerate() {
+                if i != j {
+                    assert_ne!(a, b);
+                }
+            }
+            assert!(!ALL_SIGNATURE_LABELS.contains(a));
+        }
+    }
+
+    #[test]
+    fn message_types_are_distinct() {
+        use message_type::*;
+        let all = [
+            RATCHET,
+            PREKEY,
+            PREKEY_BUNDLE,
+            SENDER_KEY_MESSAGE,
+            SENDER_KEY_DISTRIBUTION,
+            SESSION_STATE,
+        ];
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                assert_ne!(a, b);
+            }
         }
     }
 }

@@ -109,12 +109,12 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 use crate::domain::{KDF_SENDER_KEY_MESSAGE_KEYS, SIG_SENDER_KEY_MESSAGE};
 
 /// Version byte that opens every Sender Key payload.
-pub const WIRE_VERSION: u8 = 0x01;
+pub const WIRE_VERSION: u8 = crate::domain::WIRE_VERSION;
 /// Type byte of a [`SenderKeyMessage`]. The ratchet messages of the 1:1
 /// sessions use other values, so one protocol's bytes never parse as another's.
-pub const TYPE_SENDER_KEY_MESSAGE: u8 = 0x10;
+pub const TYPE_SENDER_KEY_MESSAGE: u8 = crate::domain::message_type::SENDER_KEY_MESSAGE;
 /// Type byte of a [`SenderKeyDistributionMessage`].
-pub const TYPE_SENDER_KEY_DISTRIBUTION: u8 = 0x11;
+pub const TYPE_SENDER_KEY_DISTRIBUTION: u8 = crate::domain::message_type::SENDER_KEY_DISTRIBUTION;
 
 /// Largest forward jump in iterations that one message may cause.
 ///
