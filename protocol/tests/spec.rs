@@ -117,6 +117,46 @@ fn kick_change() -> RoomChange {
 /// The relay name of the welcome example, which the auth signature covers.
 const RELAY_NAME: &str = "relay.example";
 
+/// The bytes a device signs to authenticate (docs §6.1): label || 0x00, then
+/// each of relay name, TLS exporter value and challenge as a u16 big-endian
+/// length and the bytes.
+fn auth_signed_bytes(relay_name: &str, exporter: &[u8], challenge: &[u8]) -> Vec<u8> {
+    let mut b = SIG_AUTH_CHALLENGE.to_vec();
+    b.push(0);
+    for field in [relay_name.as_bytes(), exporter, challenge] {
+        b.extend_from_slice(&u16::try_from(field.len()).unwrap().to_be_bytes());
+        b.extend_from_slice(field);
+    }
+    b
+}
+
+/// The documented auth payload is what spider-crypto actually signs: a
+/// signature made by `sign_auth_challenge` verifies over the documented bytes.
+#[test]
+fn documented_auth_payload_is_what_spider_crypto_signs() {
+    let identity = spider_crypto::keys::IdentityKeyPair::from_secret_bytes(&[7; 64]);
+    let sig = identity
+        .sign_auth_challenge(RELAY_NAME, &[0xe5; 32], &[0x11; 32])
+        .unwrap();
+    let documented = auth_signed_bytes(RELAY_NAME, &[0xe5; 32], &[0x11; 32]);
+    spider_crypto::primitives::ed25519_verify_strict(
+        identity.public().signing_key_bytes(),
+        &documented,
+        &sig,
+    )
+    .expect("the signature covers exactly the documented bytes");
+    let mut wrong = documented.clone();
+    wrong[SIG_AUTH_CHALLENGE.len() + 2] ^= 1; // a length byte
+    assert!(
+        spider_crypto::primitives::ed25519_verify_strict(
+            identity.public().signing_key_bytes(),
+            &wrong,
+            &sig,
+        )
+        .is_err()
+    );
+}
+
 /// Every example in the document, by marker name, in document order.
 fn examples() -> Vec<(&'static str, Example)> {
     let hello = version::hello("example-bot/1.0");
@@ -126,17 +166,7 @@ fn examples() -> Vec<(&'static str, Example)> {
         version::negotiate(&h, version::SUPPORTED_VERSIONS).unwrap_err()
     };
 
-    let auth_payload = {
-        // label || 0x00 || len(relay_name) as u8 || relay_name
-        //   || TLS exporter value (32) || challenge (32)
-        let mut b = SIG_AUTH_CHALLENGE.to_vec();
-        b.push(0);
-        b.push(u8::try_from(RELAY_NAME.len()).unwrap());
-        b.extend_from_slice(RELAY_NAME.as_bytes());
-        b.extend_from_slice(&[0xe5; 32]);
-        b.extend_from_slice(&[0x11; 32]);
-        b
-    };
+    let auth_payload = auth_signed_bytes(RELAY_NAME, &[0xe5; 32], &[0x11; 32]);
     let room_change_payload = {
         let mut b = SIG_ROOM_CHANGE.to_vec();
         b.push(0);
