@@ -306,6 +306,14 @@ impl Session {
         Ok(Self { state, remote })
     }
 
+    /// Deletes skipped message keys older than
+    /// [`crate::ratchet::SKIPPED_KEY_MAX_AGE_SECS`] at `now`, for forward
+    /// secrecy even when no message arrives (decryption also does this).
+    /// Returns how many were deleted.
+    pub fn expire_skipped_keys(&mut self, now: u64) -> usize {
+        self.state.ratchet.expire(now)
+    }
+
     /// Number of stored skipped message keys (for tests and diagnostics).
     #[must_use]
     pub fn skipped_key_count(&self) -> usize {
