@@ -30,7 +30,7 @@ pub const MAX_SKIP: u32 = 1000;
 /// undecryptable, which is the price of bounded memory.
 pub const MAX_SKIPPED_KEYS: usize = 2000;
 
-/// Skipped message keys older than this are deleted (DR §8.4: delete skipped
+/// Skipped message keys older than this are deleted (DR §6.4: delete skipped
 /// keys after some time, for forward secrecy). 30 days, the longest a message
 /// is expected to wait in a mailbox.
 pub const SKIPPED_KEY_MAX_AGE_SECS: u64 = 30 * 24 * 60 * 60;
@@ -336,7 +336,7 @@ impl RatchetState {
         now: u64,
     ) -> Result<Vec<u8>, DecryptError> {
         let header = &message.header;
-        // DR §8.4: forget skipped keys past their age before looking.
+        // DR §6.4: forget skipped keys past their age before looking.
         self.expire(now);
 
         // TrySkippedMessageKeys.
@@ -426,7 +426,7 @@ impl RatchetState {
     }
 
     /// Deletes skipped message keys older than [`SKIPPED_KEY_MAX_AGE_SECS`]
-    /// (DR §8.4); returns how many were deleted.
+    /// (DR §6.4); returns how many were deleted.
     pub(crate) fn expire(&mut self, now: u64) -> usize {
         let before = self.skipped.len();
         self.skipped.retain_mut(|k| {

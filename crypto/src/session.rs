@@ -246,7 +246,7 @@ impl Session {
             .ratchet
             .decrypt(rng, inner, &self.state.ad, now)?;
         // Any message from the peer proves it holds the session: stop
-        // sending the handshake (X3DH §3.3 / libsignal behaviour).
+        // sending the handshake (libsignal behaves the same).
         self.state.pending = None;
         Ok(plaintext)
     }
