@@ -22,8 +22,8 @@ pub const SIG_ROOM_CHANGE: &[u8] = b"spider/v1/sig/room-change";
 /// Ed25519 signature by a sender-key chain's signing key over a room message.
 pub const SIG_SENDER_KEY_MESSAGE: &[u8] = b"spider/v1/sig/sender-key-message";
 
-/// HKDF info for the PQXDH shared secret (the `info` parameter of X3DH §2.1 and PQXDH §2.1: "a distinct
-/// info string"). Names the curve, hash and KEM, as PQXDH recommends.
+/// HKDF info for the PQXDH shared secret (the `info` parameter of X3DH §2.1
+/// and PQXDH §2.1). Names the curve, hash and KEM, as PQXDH recommends.
 pub const KDF_PQXDH: &[u8] = b"spider/v1/kdf/pqxdh/X25519_SHA-256_ML-KEM-768";
 /// HKDF info for KDF_RK, the Double Ratchet root-key step (DR §5.2).
 pub const KDF_ROOT: &[u8] = b"spider/v1/kdf/ratchet-root";
