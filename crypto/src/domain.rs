@@ -25,8 +25,8 @@ pub const SIG_SENDER_KEY_MESSAGE: &[u8] = b"spider/v1/sig/sender-key-message";
 /// device of the same account (payload: user id, new signing key).
 pub const SIG_DEVICE_APPROVAL: &[u8] = b"spider/v1/sig/device-approval";
 
-/// HKDF info for the PQXDH shared secret (X3DH §2.2 / PQXDH §2.2: "a distinct
-/// info string"). Names the curve, hash and KEM, as PQXDH recommends.
+/// HKDF info for the PQXDH shared secret (the `info` parameter of X3DH §2.1
+/// and PQXDH §2.1). Names the curve, hash and KEM, as PQXDH recommends.
 pub const KDF_PQXDH: &[u8] = b"spider/v1/kdf/pqxdh/X25519_SHA-256_ML-KEM-768";
 /// HKDF info for KDF_RK, the Double Ratchet root-key step (DR §5.2).
 pub const KDF_ROOT: &[u8] = b"spider/v1/kdf/ratchet-root";

@@ -10,7 +10,7 @@ use thiserror::Error;
 #[non_exhaustive]
 pub enum PrimitiveError {
     /// An X25519 exchange gave the all-zero output: the peer's key is of low
-    /// order, so the result is not contributory (X3DH §4.7 / RFC 7748 §6.1).
+    /// order, so the result is not contributory (RFC 7748 §6.1).
     #[error("X25519 result is not contributory (low-order public key)")]
     NonContributory,
     /// The AEAD refused the ciphertext (wrong key, nonce, associated data or a

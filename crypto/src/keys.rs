@@ -674,7 +674,7 @@ fn open_record(bytes: &[u8], len: usize) -> Result<wire::Reader<'_>, DecodeError
 }
 
 /// Whether a KEM prekey is the last-resort key (reused until rotated) or a
-/// one-time key (deleted after one use), as in PQXDH §2.3.
+/// one-time key (deleted after one use), as in PQXDH §3.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KemPreKeyKind {
     /// Reused until rotated; published in every bundle when one-time KEM

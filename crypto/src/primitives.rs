@@ -29,7 +29,7 @@ pub fn x25519_public(private: &[u8; 32]) -> [u8; 32] {
     x25519_dalek::PublicKey::from(&secret).to_bytes()
 }
 
-/// X25519 with the contributory check (X3DH §4.7, RFC 7748 §6.1): a low-order
+/// X25519 with the contributory check (RFC 7748 §6.1): a low-order
 /// peer key makes the output all zeros, independent of our secret, and is
 /// refused.
 ///

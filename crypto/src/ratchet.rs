@@ -30,7 +30,7 @@ pub const MAX_SKIP: u32 = 1000;
 /// undecryptable, which is the price of bounded memory.
 pub const MAX_SKIPPED_KEYS: usize = 2000;
 
-/// Skipped message keys older than this are deleted (DR §8.4: delete skipped
+/// Skipped message keys older than this are deleted (DR §6.4: delete skipped
 /// keys after some time, for forward secrecy). 30 days, the longest a message
 /// is expected to wait in a mailbox.
 pub const SKIPPED_KEY_MAX_AGE_SECS: u64 = 30 * 24 * 60 * 60;
@@ -336,9 +336,8 @@ impl RatchetState {
         now: u64,
     ) -> Result<Vec<u8>, DecryptError> {
         let header = &message.header;
-        // DR §8.4: forget skipped keys past their age before looking.
-        self.skipped
-            .retain(|k| now.saturating_sub(k.stored_at) <= SKIPPED_KEY_MAX_AGE_SECS);
+        // DR §6.4: forget skipped keys past their age before looking.
+        self.expire(now);
 
         // TrySkippedMessageKeys.
         if let Some(i) = self
@@ -424,6 +423,20 @@ impl RatchetState {
         self.root_key = *rk;
         self.cks = Some(*cks);
         Ok(())
+    }
+
+    /// Deletes skipped message keys older than [`SKIPPED_KEY_MAX_AGE_SECS`]
+    /// (DR §6.4); returns how many were deleted.
+    pub(crate) fn expire(&mut self, now: u64) -> usize {
+        let before = self.skipped.len();
+        self.skipped.retain_mut(|k| {
+            let keep = now.saturating_sub(k.stored_at) <= SKIPPED_KEY_MAX_AGE_SECS;
+            if !keep {
+                k.zeroize();
+            }
+            keep
+        });
+        before - self.skipped.len()
     }
 
     /// Number of stored skipped message keys.
@@ -516,6 +529,18 @@ mod tests {
                 .unwrap(),
             b"0"
         );
+    }
+
+    #[test]
+    fn skipped_keys_expire_without_a_message_at_the_same_edge() {
+        let (mut alice, mut bob, mut rng) = pair();
+        let _m0 = alice.encrypt(b"0", b"").unwrap();
+        let m1 = alice.encrypt(b"1", b"").unwrap();
+        bob.decrypt(&mut rng, &m1, b"", 100).unwrap();
+        assert_eq!(bob.expire(100 + SKIPPED_KEY_MAX_AGE_SECS), 0);
+        assert_eq!(bob.skipped_len(), 1);
+        assert_eq!(bob.expire(101 + SKIPPED_KEY_MAX_AGE_SECS), 1);
+        assert_eq!(bob.skipped_len(), 0);
     }
 
     #[test]

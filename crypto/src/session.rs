@@ -246,7 +246,7 @@ impl Session {
             .ratchet
             .decrypt(rng, inner, &self.state.ad, now)?;
         // Any message from the peer proves it holds the session: stop
-        // sending the handshake (X3DH §3.3 / libsignal behaviour).
+        // sending the handshake (libsignal behaves the same).
         self.state.pending = None;
         Ok(plaintext)
     }
@@ -304,6 +304,14 @@ impl Session {
             return Err(DecodeError::CorruptState);
         }
         Ok(Self { state, remote })
+    }
+
+    /// Deletes skipped message keys older than
+    /// [`crate::ratchet::SKIPPED_KEY_MAX_AGE_SECS`] at `now`, for forward
+    /// secrecy even when no message arrives (decryption also does this).
+    /// Returns how many were deleted.
+    pub fn expire_skipped_keys(&mut self, now: u64) -> usize {
+        self.state.ratchet.expire(now)
     }
 
     /// Number of stored skipped message keys (for tests and diagnostics).

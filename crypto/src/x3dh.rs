@@ -1,5 +1,5 @@
 //! PQXDH: X3DH with an ML-KEM-768 encapsulation, as in Signal's PQXDH
-//! specification (revision 3), with Spider's identity keys.
+//! specification, with Spider's identity keys.
 //!
 //! With `IK` the X25519 half of an identity, `SPK` the signed prekey, `OPK`
 //! the optional one-time prekey, `EK` Alice's ephemeral key and `SS` the
