@@ -24,8 +24,8 @@ use rand_core::CryptoRng;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::domain::{
-    SIG_AUTH_CHALLENGE, SIG_IDENTITY_BINDING, SIG_KEM_PREKEY, SIG_ROOM_CHANGE, SIG_SIGNED_PREKEY,
-    message_type,
+    SIG_AUTH_CHALLENGE, SIG_DEVICE_APPROVAL, SIG_IDENTITY_BINDING, SIG_KEM_PREKEY, SIG_ROOM_CHANGE,
+    SIG_SIGNED_PREKEY, message_type,
 };
 use crate::error::{BundleError, DecodeError, SignatureError};
 use crate::primitives;
@@ -74,6 +74,13 @@ fn auth_challenge_payload(
         p.extend_from_slice(field);
     }
     Ok(p)
+}
+
+fn device_approval_payload(user_id: &[u8; 16], new_signing_key: &[u8; 32]) -> [u8; 48] {
+    let mut p = [0u8; 48];
+    p[..16].copy_from_slice(user_id);
+    p[16..].copy_from_slice(new_signing_key);
+    p
 }
 
 fn prekey_payload(id: PreKeyId, public: &[u8]) -> Vec<u8> {
@@ -205,6 +212,18 @@ impl IdentityKeyPair {
     ) -> Result<[u8; 64], SignatureError> {
         let payload = auth_challenge_payload(relay_name, exporter, nonce)?;
         Ok(self.sign(SIG_AUTH_CHALLENGE, &payload))
+    }
+
+    /// Approves a new device of the same account (label
+    /// [`SIG_DEVICE_APPROVAL`] over `user_id || new device's Ed25519 key`).
+    /// The relay adds the device only with such an approval from an
+    /// existing device.
+    #[must_use]
+    pub fn sign_device_approval(&self, user_id: &[u8; 16], new_signing_key: &[u8; 32]) -> [u8; 64] {
+        self.sign(
+            SIG_DEVICE_APPROVAL,
+            &device_approval_payload(user_id, new_signing_key),
+        )
     }
 
     /// Signs an opaque room membership change (label [`SIG_ROOM_CHANGE`]).
@@ -356,6 +375,24 @@ impl IdentityPublicKey {
     ) -> Result<(), SignatureError> {
         let payload = auth_challenge_payload(relay_name, exporter, nonce)?;
         self.verify(SIG_AUTH_CHALLENGE, &payload, signature)
+    }
+
+    /// Checks a device approval made by
+    /// [`IdentityKeyPair::sign_device_approval`].
+    ///
+    /// # Errors
+    /// [`SignatureError::Invalid`].
+    pub fn verify_device_approval(
+        &self,
+        user_id: &[u8; 16],
+        new_signing_key: &[u8; 32],
+        signature: &[u8; 64],
+    ) -> Result<(), SignatureError> {
+        self.verify(
+            SIG_DEVICE_APPROVAL,
+            &device_approval_payload(user_id, new_signing_key),
+            signature,
+        )
     }
 
     /// Checks a room membership change signature made by
@@ -1120,6 +1157,31 @@ mod tests {
                 .is_err()
         );
         assert!(id.public().verify_room_change(&payload, &sig).is_ok());
+    }
+
+    #[test]
+    fn device_approval_is_bound_to_account_and_key_and_to_its_label() {
+        let mut rng = rng();
+        let id = IdentityKeyPair::generate(&mut rng);
+        let pk = id.public();
+        let sig = id.sign_device_approval(&[1; 16], &[2; 32]);
+        assert!(pk.verify_device_approval(&[1; 16], &[2; 32], &sig).is_ok());
+        assert!(pk.verify_device_approval(&[9; 16], &[2; 32], &sig).is_err());
+        assert!(pk.verify_device_approval(&[1; 16], &[9; 32], &sig).is_err());
+        // The same bytes signed for another purpose do not approve a device.
+        let payload = device_approval_payload(&[1; 16], &[2; 32]);
+        let room = id.sign_room_change(&payload);
+        assert!(
+            pk.verify_device_approval(&[1; 16], &[2; 32], &room)
+                .is_err()
+        );
+        let other = IdentityKeyPair::generate(&mut rng);
+        assert!(
+            other
+                .public()
+                .verify_device_approval(&[1; 16], &[2; 32], &sig)
+                .is_err()
+        );
     }
 
     #[test]
