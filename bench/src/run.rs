@@ -24,6 +24,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// How often the parent refreshes the bars and checks for the moment to read the relay's RSS.
 const WATCH_EVERY: Duration = Duration::from_millis(100);
 
+/// How long after every connection is up the relay's RSS is read (at most half the run).
+const RSS_SETTLE: Duration = Duration::from_secs(1);
+
 /// What was checked about the command line.
 #[derive(Debug, Clone)]
 struct Checked {
@@ -230,6 +233,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Option<Report>> {
     };
     tokio::pin!(work);
     let mut rss_after = None;
+    let mut running_since = None;
+    let rss_settle = RSS_SETTLE.min(checked.duration / 2);
     let mut tick = tokio::time::interval(WATCH_EVERY);
     // One turn per tick until the work is done (the work itself is bounded in time).
     let outputs = loop {
@@ -242,10 +247,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<Option<Report>> {
                     snapshots.lock().map(|s| Snapshot::sum(&s)).unwrap_or_else(|_| local.snapshot())
                 };
                 bars.show(&snap);
-                if rss_after.is_none() && snap.phase >= Phase::Running
-                    && let Some(pid) = c.relay_pid {
-                        rss_after = Some(read_rss_kib(pid)?);
-                    }
+                // Read the relay's RSS once every worker has been connected for a moment (so
+                // that lazily allocated per-connection state is in), early in the hold or send phase.
+                if snap.phase >= Phase::Running && running_since.is_none() {
+                    running_since = Some(tokio::time::Instant::now());
+                }
+                if rss_after.is_none()
+                    && running_since.is_some_and(|t| t.elapsed() >= rss_settle)
+                    && let Some(pid) = c.relay_pid
+                {
+                    rss_after = Some(read_rss_kib(pid)?);
+                }
             }
         }
     };
