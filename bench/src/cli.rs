@@ -67,6 +67,12 @@ pub enum Scenario {
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
         clients: u64,
     },
+    /// Print a comparison table of JSON reports from one session (no load is generated).
+    Table {
+        /// Report files written with --json.
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+    },
 }
 
 impl Scenario {
@@ -77,6 +83,7 @@ impl Scenario {
             Scenario::Direct { .. } => "direct",
             Scenario::Room { .. } => "room",
             Scenario::ReconnectStorm { .. } => "reconnect-storm",
+            Scenario::Table { .. } => "table",
         }
     }
 }
@@ -186,6 +193,9 @@ mod tests {
             .unwrap();
             assert_eq!(cli.scenario.name(), name);
         }
+        let cli = Cli::try_parse_from(["spider-load", "table", "a.json", "b.json"]).unwrap();
+        assert!(matches!(&cli.scenario, Scenario::Table { reports } if reports.len() == 2));
+        assert!(Cli::try_parse_from(["spider-load", "table"]).is_err());
         assert!(Cli::try_parse_from(["spider-load", "connections"]).is_err());
         assert!(Cli::try_parse_from(["spider-load", "direct", "--pairs", "0"]).is_err());
     }

@@ -32,6 +32,7 @@
 
 pub mod accounting;
 pub mod cli;
+pub mod compare;
 pub mod envelope;
 pub mod latency;
 pub mod net;

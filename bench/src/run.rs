@@ -103,6 +103,7 @@ fn clients(scenario: &Scenario) -> u64 {
         Scenario::Connections { clients } | Scenario::ReconnectStorm { clients } => clients,
         Scenario::Direct { pairs, .. } => pairs.saturating_mul(2),
         Scenario::Room { members, .. } => members,
+        Scenario::Table { .. } => 0,
     }
 }
 
@@ -157,6 +158,7 @@ async fn run_on<T: Target>(
         Scenario::Room { .. } | Scenario::ReconnectStorm { .. } => Err(spider::unavailable(
             &format!("scenario {}", cli.scenario.name()),
         )),
+        Scenario::Table { .. } => bail!("`table` runs no load"),
     }
 }
 
@@ -171,6 +173,18 @@ fn fresh_run_id() -> u64 {
 
 /// Runs the command line; returns the report (the parent), or `None` in a worker process.
 pub async fn run(cli: Cli) -> anyhow::Result<Option<Report>> {
+    if let Scenario::Table { reports } = &cli.scenario {
+        let mut parsed = Vec::with_capacity(reports.len());
+        for path in reports {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let report: Report = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a spider-load report", path.display()))?;
+            parsed.push(report);
+        }
+        print!("{}", crate::compare::table(&parsed));
+        return Ok(None);
+    }
     let checked = check(&cli)?;
     let c = &cli.common;
     let plan = Plan {
