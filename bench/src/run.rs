@@ -27,6 +27,48 @@ const WATCH_EVERY: Duration = Duration::from_millis(100);
 /// How long after every connection is up the relay's RSS is read (at most half the run).
 const RSS_SETTLE: Duration = Duration::from_secs(1);
 
+/// Descriptors a worker keeps beyond one per client (stdio, the runtime, pipes to the parent).
+const FD_RESERVE: u64 = 256;
+
+/// Ephemeral ports one source address gives toward one listener (Linux's default range,
+/// 32768-60999, less some slack).
+const PORTS_PER_SOURCE: u64 = 28_000;
+
+/// The soft limit on open files of this process, from /proc/self/limits.
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Refuses a run that would run out of descriptors or ports, saying which flag to raise.
+fn check_capacity(
+    clients: u64,
+    workers: u32,
+    source_addrs: u32,
+    fd_limit: Option<u64>,
+) -> anyhow::Result<()> {
+    let per_worker = clients.div_ceil(u64::from(workers.max(1)));
+    if let Some(limit) = fd_limit {
+        let usable = limit.saturating_sub(FD_RESERVE).max(1);
+        if per_worker > usable {
+            bail!(
+                "{per_worker} connections per worker exceed the open-files limit ({limit}): \
+                 use --workers {} or more",
+                clients.div_ceil(usable)
+            );
+        }
+    }
+    if clients > u64::from(source_addrs) * PORTS_PER_SOURCE {
+        bail!(
+            "{clients} connections need more than {source_addrs} source address(es) of \
+             ~{PORTS_PER_SOURCE} ports each: use --source-addrs {} or more",
+            clients.div_ceil(PORTS_PER_SOURCE)
+        );
+    }
+    Ok(())
+}
+
 /// What was checked about the command line.
 #[derive(Debug, Clone)]
 struct Checked {
@@ -87,6 +129,12 @@ fn check(cli: &Cli) -> anyhow::Result<Checked> {
     }
     let addr = c.addr.unwrap_or_else(|| kind.default_addr());
     ensure_loopback(addr)?;
+    check_capacity(
+        clients(&cli.scenario),
+        c.workers,
+        c.source_addrs,
+        open_files_limit(),
+    )?;
     Ok(Checked {
         kind,
         addr,
@@ -478,6 +526,19 @@ mod tests {
             let err = check(&parse(args)).unwrap_err().to_string();
             assert!(err.contains("not yet available"), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn runs_beyond_descriptors_or_ports_are_refused_with_the_flag_to_raise() {
+        assert!(check_capacity(19_000, 1, 1, Some(20_000)).is_ok());
+        let err = check_capacity(100_000, 2, 4, Some(20_000))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--workers 6"), "{err}");
+        assert!(check_capacity(100_000, 6, 4, Some(20_000)).is_ok());
+        let err = check_capacity(100_000, 8, 1, None).unwrap_err().to_string();
+        assert!(err.contains("--source-addrs 4"), "{err}");
+        assert!(open_files_limit().is_some_and(|l| l > 0));
     }
 
     #[test]

@@ -235,3 +235,6 @@ mod tests {
         assert_eq!(log.samples().len(), MAX_ERROR_SAMPLES);
     }
 }
+
+#[cfg(test)]
+mod in_memory;
