@@ -142,9 +142,11 @@ impl Bars {
 
     /// Shows a snapshot.
     pub fn show(&self, s: &Snapshot) {
-        self.connect
-            .set_position(s.connected + (s.attempted - s.connected.min(s.attempted)));
-        self.connect.set_message(format!("{} failed", s.failures));
+        self.connect.set_position(s.connected);
+        self.connect.set_message(format!(
+            "established, {} started, {} failed",
+            s.attempted, s.failures
+        ));
         self.traffic.set_message(format!(
             "{:?}: sent {} delivered {} failures {}",
             s.phase, s.sent, s.received, s.failures
