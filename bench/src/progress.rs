@@ -43,6 +43,8 @@ pub struct Progress {
     pub sent: AtomicU64,
     /// First arrivals of this run's envelopes.
     pub received: AtomicU64,
+    /// First acknowledgements of this run's envelopes.
+    pub acked: AtomicU64,
 }
 
 impl Progress {
@@ -65,6 +67,7 @@ impl Progress {
             failures: self.failures.load(Ordering::Relaxed),
             sent: self.sent.load(Ordering::Relaxed),
             received: self.received.load(Ordering::Relaxed),
+            acked: self.acked.load(Ordering::Relaxed),
         }
     }
 }
@@ -84,6 +87,8 @@ pub struct Snapshot {
     pub sent: u64,
     /// First arrivals.
     pub received: u64,
+    /// First acknowledgements.
+    pub acked: u64,
 }
 
 impl Snapshot {
@@ -100,6 +105,7 @@ impl Snapshot {
             failures: 0,
             sent: 0,
             received: 0,
+            acked: 0,
         };
         for s in parts {
             total.attempted += s.attempted;
@@ -107,6 +113,7 @@ impl Snapshot {
             total.failures += s.failures;
             total.sent += s.sent;
             total.received += s.received;
+            total.acked += s.acked;
         }
         total
     }
@@ -128,9 +135,7 @@ impl Bars {
             ProgressDrawTarget::stderr()
         });
         let connect = multi.add(ProgressBar::new(clients));
-        if let Ok(style) =
-            ProgressStyle::with_template("connect {bar:30} {pos}/{len} {per_sec} {msg}")
-        {
+        if let Ok(style) = ProgressStyle::with_template("connect {bar:30} {pos}/{len} {msg}") {
             connect.set_style(style);
         }
         let traffic = multi.add(ProgressBar::new_spinner());

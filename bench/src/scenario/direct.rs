@@ -147,9 +147,11 @@ pub async fn run<T: Target>(
     let send_phase_secs = start.elapsed().as_secs_f64();
     progress.set_phase(Phase::Draining);
     let drain_end = Instant::now() + plan.drain;
+    // Wait for every envelope and every ack (a relay acks after routing, so the last acks can
+    // trail the last deliveries); a target that never acks some envelope uses up the drain.
     while Instant::now() < drain_end {
         let s = progress.snapshot();
-        if s.received >= s.sent {
+        if s.received >= s.sent && s.acked >= s.sent {
             break;
         }
         tokio::time::sleep(DRAIN_POLL).await;
@@ -318,7 +320,9 @@ async fn recv_loop<R: EnvelopeReceiver>(
                 _ => r.foreign += 1,
             },
             Ok(Some(Incoming::Acked(seq))) => {
-                let _ = r.acked.insert(seq);
+                if r.acked.insert(seq) == Some(true) {
+                    Progress::bump(&ctx.progress.acked);
+                }
             }
             Ok(None) => {
                 ctx.errors
