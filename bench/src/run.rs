@@ -318,13 +318,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<Option<Report>> {
                     && running_since.is_some_and(|t| t.elapsed() >= rss_settle)
                     && let Some(pid) = c.relay_pid
                 {
-                    rss_after = Some(read_rss_kib(pid)?);
+                    rss_after = Some(read_rss_kib(pid));
                 }
             }
         }
     };
     bars.finish();
     let outputs = outputs?;
+    // A run too short for the settle delay reads the relay's RSS at its end instead.
+    let rss_after = match (c.relay_pid, rss_after) {
+        (Some(pid), None) => Some(read_rss_kib(pid)),
+        (_, read) => read,
+    };
+    let rss_after = match rss_after.transpose() {
+        Ok(kib) => kib,
+        Err(e) => {
+            // The relay may have died under load: the run's figures still stand.
+            eprintln!("warning: relay RSS after connecting not read: {e:#}");
+            None
+        }
+    };
     let report = merge(&cli, &checked, &outputs, rss_before, rss_after)?;
     Ok(Some(report))
 }
