@@ -18,8 +18,13 @@
 //! * [`accounting`]: sent = delivered + lost, acked-but-lost, duplicates, by sequence number.
 //! * [`latency`]: histograms merged across tasks and processes through the V2 encoding.
 //! * [`target`]: the systems under test; Spider's own wait for the client SDK.
+//! * [`worker`]: `--workers N` forks N copies of this binary (a process holds under 20,000
+//!   sockets) and merges what they report on their standard output.
+//! * [`net`]: loopback-only sockets spread over 127.0.0.2, 127.0.0.3, ... (about 28k ports each).
+//! * [`report`] and [`compare`]: the JSON report, and `spider-load table` for ratios between
+//!   targets run in the same session.
 //!
-//! The peers are started by the scripts under `bench/peers/`.
+//! The peers are started by the scripts under `bench/peers/` (`compare.sh` runs them all).
 //!
 //! ```
 //! use spider_load::schedule::OpenLoop;
