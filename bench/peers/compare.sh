@@ -32,12 +32,13 @@ run_workloads() {
   local target="$1" pid="$2"
   local common=(--target "$target" --seed "$SEED" --payload-size "$PAYLOAD" --workers "$WORKERS" --quiet)
   [ -n "$pid" ] && common+=(--relay-pid "$pid")
+  # Each run's summary goes to stderr: stdout carries only the final table.
   "$SPIDER_LOAD" "${common[@]}" --duration "$DURATION" --json "$out/$target-connections.json" \
-    connections --clients "$CLIENTS"
+    connections --clients "$CLIENTS" >&2
   "$SPIDER_LOAD" "${common[@]}" --duration "$DURATION" --json "$out/$target-direct.json" \
-    direct --pairs "$PAIRS"
+    direct --pairs "$PAIRS" >&2
   "$SPIDER_LOAD" "${common[@]}" --duration "$DURATION" --json "$out/$target-direct-rate.json" \
-    direct --pairs "$PAIRS" --rate "$RATE"
+    direct --pairs "$PAIRS" --rate "$RATE" >&2
 }
 
 for target in $TARGETS; do
