@@ -63,6 +63,14 @@ fn columns(scenario: &str) -> Vec<Column> {
                 higher_is_better: false,
             },
             Column {
+                label: "relay cpu µs/msg",
+                value: |r| {
+                    let cpu = r.relay_cpu_secs?;
+                    (r.counts.delivered > 0).then(|| cpu * 1e6 / r.counts.delivered as f64)
+                },
+                higher_is_better: false,
+            },
+            Column {
                 label: "lost",
                 value: |r| Some(r.counts.lost as f64),
                 higher_is_better: false,
@@ -200,6 +208,9 @@ mod tests {
             }),
             connect_latency: None,
             relay: Some(RelayMemory::new(1, 1000, 2000, 2)),
+            relay_cpu_secs: Some(1.0),
+            load_cpu_secs: 1.0,
+            latency_histogram: None,
             failures: 0,
             errors: vec![],
         }

@@ -37,6 +37,13 @@ pub struct Report {
     pub connect_latency: Option<LatencySummary>,
     /// The relay's memory, when `--relay-pid` was given.
     pub relay: Option<RelayMemory>,
+    /// CPU time the relay used over the whole run (user + system), in seconds, with `--relay-pid`.
+    pub relay_cpu_secs: Option<f64>,
+    /// CPU time spider-load's workers used over their runs, in seconds: next to the relay's, it
+    /// shows whether the load generator, sharing the machine, was the bottleneck.
+    pub load_cpu_secs: f64,
+    /// The merged end-to-end latency histogram, base64 of HdrHistogram V2 (for re-analysis).
+    pub latency_histogram: Option<String>,
     /// Errors seen (connection failures, send failures, ...), total.
     pub failures: u64,
     /// The first few distinct error messages, for diagnosis.
@@ -159,6 +166,33 @@ pub fn read_rss_kib(pid: u32) -> anyhow::Result<u64> {
     proc_field_kib(&status, "VmRSS").with_context(|| format!("no VmRSS line in {path}"))
 }
 
+/// Clock ticks per second of /proc/PID/stat times: USER_HZ, fixed at 100 on Linux whatever the
+/// kernel's internal HZ.
+pub const USER_HZ: f64 = 100.0;
+
+/// CPU time (user + system) a process has used, in seconds, from /proc/PID/stat.
+pub fn read_cpu_secs(pid: u32) -> anyhow::Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    stat_cpu_secs(&stat).with_context(|| format!("unexpected format of {path}"))
+}
+
+/// CPU time of this process, in seconds.
+pub fn own_cpu_secs() -> anyhow::Result<f64> {
+    read_cpu_secs(std::process::id())
+}
+
+/// utime + stime of a /proc/PID/stat line, in seconds. The command name (field 2) is in
+/// parentheses and may hold spaces or parentheses itself, so fields are counted from the last `)`.
+pub fn stat_cpu_secs(stat: &str) -> Option<f64> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // after[0] is field 3 (state); utime and stime are fields 14 and 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / USER_HZ)
+}
+
 /// The value of a `Name:   1234 kB` line of a /proc file, in KiB.
 pub fn proc_field_kib(text: &str, name: &str) -> Option<u64> {
     text.lines().find_map(|line| {
@@ -221,6 +255,15 @@ mod tests {
     fn own_rss_is_readable() {
         assert!(read_rss_kib(std::process::id()).unwrap() > 0);
         assert!(read_rss_kib(u32::MAX).is_err());
+    }
+
+    #[test]
+    fn cpu_time_is_read_from_a_stat_line_whatever_the_command_name() {
+        let stat = "1234 (my (odd) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1";
+        assert_eq!(stat_cpu_secs(stat), Some(3.0));
+        assert_eq!(stat_cpu_secs("1 (x) S 1"), None);
+        assert!(own_cpu_secs().unwrap() >= 0.0);
+        assert!(read_cpu_secs(u32::MAX).is_err());
     }
 
     #[test]

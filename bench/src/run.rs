@@ -7,7 +7,8 @@ use crate::latency::Latency;
 use crate::net::{SourceAddrs, ensure_loopback};
 use crate::progress::{Bars, Phase, Progress, Snapshot};
 use crate::report::{
-    ConnectStats, Machine, Params, RelayMemory, Report, Throughput, read_rss_kib, utc_now_rfc3339,
+    ConnectStats, Machine, Params, RelayMemory, Report, Throughput, read_cpu_secs, read_rss_kib,
+    utc_now_rfc3339,
 };
 use crate::scenario::{self, Plan, WorkerOutput};
 use crate::schedule::RateMode;
@@ -162,6 +163,18 @@ async fn run_share(
     plan: &Plan,
     progress: Arc<Progress>,
 ) -> anyhow::Result<WorkerOutput> {
+    let cpu_before = crate::report::own_cpu_secs().unwrap_or(0.0);
+    let mut output = run_target(cli, checked, plan, progress).await?;
+    output.cpu_secs = (crate::report::own_cpu_secs().unwrap_or(0.0) - cpu_before).max(0.0);
+    Ok(output)
+}
+
+async fn run_target(
+    cli: &Cli,
+    checked: &Checked,
+    plan: &Plan,
+    progress: Arc<Progress>,
+) -> anyhow::Result<WorkerOutput> {
     match checked.kind {
         TargetKind::NodeWs => {
             run_on(
@@ -261,6 +274,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Option<Report>> {
 
     let total_clients = clients(&cli.scenario);
     let rss_before = c.relay_pid.map(read_rss_kib).transpose()?;
+    let relay_cpu_before = c.relay_pid.map(read_cpu_secs).transpose()?;
     let bars = Bars::new(total_clients, c.quiet);
     let snapshots = Arc::new(Mutex::new(vec![
         Progress::default().snapshot();
@@ -338,7 +352,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<Option<Report>> {
             None
         }
     };
-    let report = merge(&cli, &checked, &outputs, rss_before, rss_after)?;
+    let relay_cpu_secs = match (c.relay_pid, relay_cpu_before) {
+        (Some(pid), Some(before)) => read_cpu_secs(pid)
+            .ok()
+            .map(|after| (after - before).max(0.0)),
+        _ => None,
+    };
+    let mut report = merge(&cli, &checked, &outputs, rss_before, rss_after)?;
+    report.relay_cpu_secs = relay_cpu_secs;
     Ok(Some(report))
 }
 
@@ -357,6 +378,7 @@ fn merge(
     let mut failures = 0;
     let mut errors: Vec<String> = Vec::new();
     let mut send_phase_secs: f64 = 0.0;
+    let mut load_cpu_secs: f64 = 0.0;
     let (mut first_start, mut last_end) = (u64::MAX, 0u64);
     for out in outputs {
         counts.add(&out.counts);
@@ -374,6 +396,7 @@ fn merge(
             }
         }
         send_phase_secs = send_phase_secs.max(out.send_phase_secs);
+        load_cpu_secs += out.cpu_secs;
     }
     connections.phase_secs = last_end.saturating_sub(first_start) as f64 / 1e6;
     if connections.phase_secs > 0.0 {
@@ -434,6 +457,13 @@ fn merge(
         latency: latency.summary(),
         connect_latency: connect_latency.summary(),
         relay,
+        relay_cpu_secs: None,
+        load_cpu_secs,
+        latency_histogram: if latency.is_empty() {
+            None
+        } else {
+            Some(latency.to_base64()?)
+        },
         failures,
         errors,
     })
@@ -489,6 +519,12 @@ pub fn summary(r: &Report) -> String {
             m.rss_after_kib,
             m.per_connection_bytes
                 .map_or("-".into(), |b| format!("{b:.0} B")),
+        );
+    }
+    if let Some(cpu) = r.relay_cpu_secs {
+        s += &format!(
+            "  cpu: relay {cpu:.2} s, spider-load {:.2} s\n",
+            r.load_cpu_secs
         );
     }
     s += &format!("  failures: {}", r.failures);

@@ -179,6 +179,7 @@ mod tests {
             send_phase_secs: 1.5,
             latency: latency.to_base64().unwrap(),
             connect_latency: Latency::new().unwrap().to_base64().unwrap(),
+            cpu_secs: 0.5,
         };
         for line in [
             Line::Done(Box::new(out)),

@@ -76,5 +76,6 @@ pub async fn run<T: Target>(
         send_phase_secs: plan.duration.as_secs_f64(),
         latency: Latency::new()?.to_base64()?,
         connect_latency: connect_latency.to_base64()?,
+        cpu_secs: 0.0,
     })
 }

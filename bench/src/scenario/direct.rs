@@ -213,6 +213,7 @@ pub async fn run<T: Target>(
         send_phase_secs,
         latency: latency.to_base64()?,
         connect_latency: connect_latency.to_base64()?,
+        cpu_secs: 0.0,
     })
 }
 

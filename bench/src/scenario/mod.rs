@@ -80,6 +80,9 @@ pub struct WorkerOutput {
     pub latency: String,
     /// Connection set-up latency histogram (base64 of HdrHistogram V2).
     pub connect_latency: String,
+    /// CPU time this worker used, in seconds (filled in by the runner, not the scenario).
+    #[serde(default)]
+    pub cpu_secs: f64,
 }
 
 /// One worker's connect phase.
