@@ -34,11 +34,11 @@ run_workloads() {
   [ -n "$pid" ] && common+=(--relay-pid "$pid")
   # Each run's summary goes to stderr: stdout carries only the final table.
   "$SPIDER_LOAD" "${common[@]}" --duration "$DURATION" --json "$out/$target-connections.json" \
-    connections --clients "$CLIENTS" >&2
+    connections --clients "$CLIENTS" >&2 || return 1
   "$SPIDER_LOAD" "${common[@]}" --duration "$DURATION" --json "$out/$target-direct.json" \
-    direct --pairs "$PAIRS" >&2
+    direct --pairs "$PAIRS" >&2 || return 1
   "$SPIDER_LOAD" "${common[@]}" --duration "$DURATION" --json "$out/$target-direct-rate.json" \
-    direct --pairs "$PAIRS" --rate "$RATE" >&2
+    direct --pairs "$PAIRS" --rate "$RATE" >&2 || return 1
 }
 
 for target in $TARGETS; do

@@ -3,8 +3,21 @@
 use clap::Parser as _;
 use spider_load::cli::Cli;
 use spider_load::run;
+use std::process::ExitCode;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The error chain on one line, without a backtrace: these are operator errors
+            // (a target not running, a flag out of range), not bugs.
+            eprintln!("spider-load: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let json = cli.common.json.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
