@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Runs the same `connections` and `direct` workloads against Spider and its peers, back to back,
+# then prints the comparison table (ratios to Spider, or to the first target run while Spider's
+# targets are not yet available). Every run talks to 127.0.0.1 only, and every phase is bounded.
+#
+#   bench/peers/compare.sh [OUT_DIR]
+#
+# Environment (defaults are a small run): CLIENTS=200 PAIRS=50 RATE=2000 DURATION=5
+# PAYLOAD=256 WORKERS=1 SEED=1 TARGETS="spider-quic spider-ws mosquitto node-ws"
+# SPIDER_LOAD=path/to/spider-load (default: build it in release mode).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+out="${1:-$(mktemp -d /tmp/spider-compare.XXXXXX)}"
+mkdir -p "$out"
+CLIENTS="${CLIENTS:-200}"
+PAIRS="${PAIRS:-50}"
+RATE="${RATE:-2000}"
+DURATION="${DURATION:-5}"
+PAYLOAD="${PAYLOAD:-256}"
+WORKERS="${WORKERS:-1}"
+SEED="${SEED:-1}"
+TARGETS="${TARGETS:-spider-quic spider-ws mosquitto node-ws}"
+
+if [ -z "${SPIDER_LOAD:-}" ]; then
+  (cd "$root" && cargo build --release -p spider-load >&2)
+  SPIDER_LOAD="$root/target/release/spider-load"
+fi
+
+# Runs the three workloads against one target; $1 = target, $2 = relay PID (may be empty).
+run_workloads() {
+  local target="$1" pid="$2"
+  local common=(--target "$target" --seed "$SEED" --payload-size "$PAYLOAD" --workers "$WORKERS" --quiet)
+  [ -n "$pid" ] && common+=(--relay-pid "$pid")
+  # Each run's summary goes to stderr: stdout carries only the final table.
+  "$SPIDER_LOAD" "${common[@]}" --duration "$DURATION" --json "$out/$target-connections.json" \
+    connections --clients "$CLIENTS" >&2 || return 1
+  "$SPIDER_LOAD" "${common[@]}" --duration "$DURATION" --json "$out/$target-direct.json" \
+    direct --pairs "$PAIRS" >&2 || return 1
+  "$SPIDER_LOAD" "${common[@]}" --duration "$DURATION" --json "$out/$target-direct-rate.json" \
+    direct --pairs "$PAIRS" --rate "$RATE" >&2 || return 1
+}
+
+for target in $TARGETS; do
+  echo "== $target" >&2
+  case "$target" in
+    spider-quic|spider-ws)
+      # Started by the relay's own tooling once it exists; until then spider-load says why not.
+      if ! run_workloads "$target" "${SPIDER_RELAY_PID:-}"; then
+        echo "   $target skipped (see the message above)" >&2
+      fi
+      ;;
+    mosquitto|node-ws)
+      pid="$("$here/$target/start.sh")"
+      trap '"$here/$target/stop.sh"' EXIT
+      run_workloads "$target" "$pid" || echo "   $target: a run failed" >&2
+      "$here/$target/stop.sh"
+      trap - EXIT
+      ;;
+    *)
+      echo "unknown target $target" >&2
+      exit 2
+      ;;
+  esac
+done
+
+shopt -s nullglob
+reports=("$out"/*.json)
+if [ "${#reports[@]}" -eq 0 ]; then
+  echo "no reports" >&2
+  exit 1
+fi
+echo "reports in $out" >&2
+"$SPIDER_LOAD" table "${reports[@]}"

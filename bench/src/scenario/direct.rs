@@ -1,0 +1,340 @@
+//! `direct --pairs N [--rate R]`: pairs of users exchanging 1:1 envelopes.
+//!
+//! Users `2p` and `2p + 1` form pair `p`; each sends to the other. At a fixed `--rate` the senders
+//! follow an [`OpenLoop`] schedule and stamp each envelope with its *intended* send time, so that
+//! latency includes any time the sender spent behind schedule (coordinated omission corrected).
+//! Flat out, each sender keeps `--window` envelopes in flight: the receiving side of the pair
+//! returns a slot to the sender on each first arrival, and the stamp is the actual send time.
+
+use super::{ErrorLog, Plan, WorkerOutput, connect_all, user_ids};
+use crate::accounting::{Counts, DirectionTally, SeqSet};
+use crate::envelope::{PayloadMaker, RunClock, Stamp};
+use crate::latency::Latency;
+use crate::progress::{Phase, Progress};
+use crate::schedule::{OpenLoop, RateMode};
+use crate::target::{EnvelopeReceiver, EnvelopeSender, Incoming, Target, UserId};
+use anyhow::Context as _;
+use bytes::Bytes;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+/// Delay between the end of the connect phase and the first intended send, so that every sender
+/// task is spawned before the schedule starts.
+const START_DELAY: Duration = Duration::from_millis(50);
+
+/// How often the drain phase checks whether everything sent has arrived.
+const DRAIN_POLL: Duration = Duration::from_millis(5);
+
+/// Extra time for receive tasks to stop once told.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Shared settings of one worker's send and receive tasks.
+#[derive(Debug, Clone)]
+struct Ctx {
+    run: u64,
+    clock: RunClock,
+    start: Instant,
+    deadline: Instant,
+    /// Hard bound on any one send: the end of the drain.
+    hard_deadline: Instant,
+    progress: Arc<Progress>,
+    errors: Arc<ErrorLog>,
+}
+
+/// What a receive task saw.
+struct Received {
+    /// Envelopes from the peer (first arrivals).
+    from_peer: SeqSet,
+    duplicates: u64,
+    foreign: u64,
+    received: u64,
+    /// Acks of this user's own sends.
+    acked: SeqSet,
+    latency: Latency,
+}
+
+/// Runs this worker's share of `pairs`.
+pub async fn run<T: Target>(
+    target: Arc<T>,
+    plan: &Plan,
+    pairs: u64,
+    mode: RateMode,
+    progress: Arc<Progress>,
+) -> anyhow::Result<WorkerOutput> {
+    let errors = Arc::new(ErrorLog::default());
+    let my_pairs = plan.share(pairs);
+    let users = user_ids(my_pairs.start * 2..my_pairs.end * 2)?;
+    let senders_total = pairs.checked_mul(2).context("too many pairs")?;
+    let clock = RunClock::start();
+    progress.set_phase(Phase::Connecting);
+    let (conns, connect, connect_latency) =
+        connect_all(&target, &users, plan, &progress, &errors).await?;
+    progress.set_phase(Phase::Running);
+
+    let start = Instant::now() + START_DELAY;
+    let deadline = start + plan.duration;
+    let ctx = Ctx {
+        run: plan.run_id,
+        clock,
+        start,
+        deadline,
+        hard_deadline: deadline + plan.drain,
+        progress: Arc::clone(&progress),
+        errors: Arc::clone(&errors),
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    // Per direction a -> b: the sender's handle, and which receive tasks hold its arrivals and acks.
+    let mut send_tasks: Vec<JoinHandle<u64>> = Vec::new();
+    let mut recv_tasks: Vec<JoinHandle<anyhow::Result<Received>>> = Vec::new();
+    let mut conns = conns.into_iter();
+    for &a in users.iter().step_by(2) {
+        let b = a + 1;
+        let (Some(Some((tx_a, rx_a))), Some(Some((tx_b, rx_b)))) = (conns.next(), conns.next())
+        else {
+            continue; // a pair with a failed connection sends nothing (failure already counted)
+        };
+        // Window slots per direction: a -> b is refilled by b's receive task, and vice versa.
+        let (win_ab, win_ba) = match mode {
+            RateMode::Closed { window } => (
+                Some(Arc::new(Semaphore::new(window as usize))),
+                Some(Arc::new(Semaphore::new(window as usize))),
+            ),
+            RateMode::Open { .. } => (None, None),
+        };
+        for (tx, from, to, win) in [(tx_a, a, b, win_ab.clone()), (tx_b, b, a, win_ba.clone())] {
+            let schedule = match mode {
+                RateMode::Open { rate } => Some(
+                    OpenLoop::new(rate, senders_total, u64::from(from))
+                        .context("--rate must be a positive number")?,
+                ),
+                RateMode::Closed { .. } => None,
+            };
+            let maker = PayloadMaker::new(plan.seed, from, plan.payload_size);
+            send_tasks.push(tokio::spawn(send_loop(
+                tx,
+                from,
+                to,
+                schedule,
+                win,
+                maker,
+                ctx.clone(),
+            )));
+        }
+        recv_tasks.push(tokio::spawn(recv_loop(
+            rx_a,
+            b,
+            win_ba,
+            stop_rx.clone(),
+            ctx.clone(),
+        )));
+        recv_tasks.push(tokio::spawn(recv_loop(
+            rx_b,
+            a,
+            win_ab,
+            stop_rx.clone(),
+            ctx.clone(),
+        )));
+    }
+
+    let mut sent_by: Vec<u64> = Vec::with_capacity(send_tasks.len());
+    for task in send_tasks {
+        sent_by.push(task.await.unwrap_or(0));
+    }
+    let send_phase_secs = start.elapsed().as_secs_f64();
+    progress.set_phase(Phase::Draining);
+    let drain_end = Instant::now() + plan.drain;
+    // Wait for every envelope and every ack (a relay acks after routing, so the last acks can
+    // trail the last deliveries); a target that never acks some envelope uses up the drain.
+    while Instant::now() < drain_end {
+        let s = progress.snapshot();
+        if s.received >= s.sent && s.acked >= s.sent {
+            break;
+        }
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
+    let _ = stop_tx.send(true);
+
+    let mut received: Vec<Option<Received>> = Vec::with_capacity(recv_tasks.len());
+    for task in recv_tasks {
+        match tokio::time::timeout(STOP_GRACE, task).await {
+            Ok(Ok(Ok(r))) => received.push(Some(r)),
+            Ok(Ok(Err(e))) => {
+                errors.record(&progress, format!("receive task: {e:#}"));
+                received.push(None);
+            }
+            Ok(Err(e)) => {
+                errors.record(&progress, format!("receive task: {e}"));
+                received.push(None);
+            }
+            Err(_) => {
+                errors.record(&progress, "receive task did not stop");
+                received.push(None);
+            }
+        }
+    }
+    progress.set_phase(Phase::Done);
+
+    // Send tasks were pushed a->b, b->a per pair; receive tasks rx_a (from b), rx_b (from a).
+    let mut counts = Counts::default();
+    let mut latency = Latency::new()?;
+    let empty = SeqSet::new();
+    for (pair, sent) in sent_by.chunks(2).enumerate() {
+        let (Some(&sent_ab), Some(&sent_ba)) = (sent.first(), sent.get(1)) else {
+            continue;
+        };
+        let rx_a = received.get(pair * 2).and_then(Option::as_ref);
+        let rx_b = received.get(pair * 2 + 1).and_then(Option::as_ref);
+        // a -> b: delivered as seen by b, acked as seen by a.
+        for (sent, at_receiver, at_sender) in [(sent_ab, rx_b, rx_a), (sent_ba, rx_a, rx_b)] {
+            let tally = DirectionTally {
+                sent,
+                received: at_receiver.map_or_else(|| empty.clone(), |r| r.from_peer.clone()),
+                acked: at_sender.map_or_else(|| empty.clone(), |r| r.acked.clone()),
+                duplicates: at_receiver.map_or(0, |r| r.duplicates),
+            };
+            counts.add(&Counts::from_direction(&tally));
+        }
+        for r in [rx_a, rx_b].into_iter().flatten() {
+            counts.received += r.received;
+            counts.foreign += r.foreign;
+            latency.merge(&r.latency)?;
+        }
+    }
+
+    Ok(WorkerOutput {
+        counts,
+        failures: progress.failures.load(Ordering::Relaxed),
+        errors: errors.samples(),
+        connect,
+        send_phase_secs,
+        latency: latency.to_base64()?,
+        connect_latency: connect_latency.to_base64()?,
+        cpu_secs: 0.0,
+    })
+}
+
+/// Sends from `from` to `to` until the deadline; returns how many envelopes were sent.
+async fn send_loop<S: EnvelopeSender>(
+    mut tx: S,
+    from: UserId,
+    to: UserId,
+    schedule: Option<OpenLoop>,
+    window: Option<Arc<Semaphore>>,
+    maker: PayloadMaker,
+    ctx: Ctx,
+) -> u64 {
+    let mut seq: u64 = 0;
+    // Each turn sends one envelope; the loop ends at the deadline (or on a broken connection).
+    loop {
+        let sent_ns = if let Some(schedule) = &schedule {
+            let at = ctx.start + schedule.intended(seq);
+            if at >= ctx.deadline {
+                break;
+            }
+            // Behind schedule, this returns at once and the sender catches up; the stamp keeps
+            // the intended time, so the delay counts in the latency.
+            tokio::time::sleep_until(at.into()).await;
+            ctx.clock.ns_at(at)
+        } else {
+            if Instant::now() >= ctx.deadline {
+                break;
+            }
+            if let Some(window) = &window {
+                match tokio::time::timeout_at(ctx.deadline.into(), window.acquire()).await {
+                    Ok(Ok(slot)) => slot.forget(), // given back by the receiver on arrival
+                    _ => break,
+                }
+            }
+            ctx.clock.now_ns()
+        };
+        let stamp = Stamp {
+            from,
+            run: ctx.run,
+            seq,
+            sent_ns,
+        };
+        let payload = Bytes::from(maker.make(&stamp));
+        match tokio::time::timeout_at(ctx.hard_deadline.into(), tx.send(to, seq, payload)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                ctx.errors.record(&ctx.progress, format!("send: {e:#}"));
+                break;
+            }
+            Err(_) => {
+                // The envelope may still leave: count it as sent, so it is lost or delivered,
+                // never unexpected.
+                seq += 1;
+                Progress::bump(&ctx.progress.sent);
+                ctx.errors.record(&ctx.progress, "send: timed out");
+                break;
+            }
+        }
+        seq += 1;
+        Progress::bump(&ctx.progress.sent);
+    }
+    seq
+}
+
+/// Receives for one user until told to stop: envelopes from `peer`, and acks of its own sends.
+async fn recv_loop<R: EnvelopeReceiver>(
+    mut rx: R,
+    peer: UserId,
+    peer_window: Option<Arc<Semaphore>>,
+    mut stop: watch::Receiver<bool>,
+    ctx: Ctx,
+) -> anyhow::Result<Received> {
+    let mut r = Received {
+        from_peer: SeqSet::new(),
+        duplicates: 0,
+        foreign: 0,
+        received: 0,
+        acked: SeqSet::new(),
+        latency: Latency::new()?,
+    };
+    // Each turn handles one event; the loop ends at the stop signal or when the connection ends.
+    loop {
+        let event = tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            event = rx.next() => event,
+        };
+        match event {
+            Ok(Some(Incoming::Delivered(payload))) => match Stamp::read(&payload) {
+                Some(s) if s.run == ctx.run && s.from == peer => match r.from_peer.insert(s.seq) {
+                    Some(true) => {
+                        r.received += 1;
+                        Progress::bump(&ctx.progress.received);
+                        let now = ctx.clock.now_ns();
+                        r.latency
+                            .record_micros(now.saturating_sub(s.sent_ns) / 1000);
+                        if let Some(w) = &peer_window {
+                            w.add_permits(1);
+                        }
+                    }
+                    Some(false) => r.duplicates += 1,
+                    None => r.foreign += 1,
+                },
+                _ => r.foreign += 1,
+            },
+            Ok(Some(Incoming::Acked(seq))) => {
+                if r.acked.insert(seq) == Some(true) {
+                    Progress::bump(&ctx.progress.acked);
+                }
+            }
+            Ok(None) => {
+                ctx.errors
+                    .record(&ctx.progress, "connection closed by the target");
+                break;
+            }
+            Err(e) => {
+                ctx.errors.record(&ctx.progress, format!("receive: {e:#}"));
+                break;
+            }
+        }
+    }
+    Ok(r)
+}
