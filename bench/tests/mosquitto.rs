@@ -1,8 +1,8 @@
 //! A smoke run of spider-load against Mosquitto (MQTT over WebSocket, QoS 1, persistence on),
 //! started by bench/peers/mosquitto/start.sh on free loopback ports.
 //!
-//! Ignored by default because it needs the mosquitto Debian package (start.sh installs it, as
-//! root): run it with `cargo test -p spider-load --test mosquitto -- --ignored`.
+//! Needs the mosquitto Debian package: scripts/install-test-deps (run by scripts/test) and
+//! start.sh install it when missing, as root.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use spider_load::report::Report;
@@ -57,7 +57,6 @@ impl Drop for Mosquitto {
 }
 
 #[test]
-#[ignore = "needs the mosquitto package (start.sh installs it as root); run with --ignored"]
 fn direct_against_mosquitto_counts_add_up() {
     let broker = Mosquitto::start();
     let json = broker.state.path().join("report.json");
