@@ -47,12 +47,53 @@ pub fn x25519(
     Ok(Zeroizing::new(shared.to_bytes()))
 }
 
+/// The u-coordinates of Curve25519's points of order 1, 2, 4 and 8, and the
+/// non-canonical encodings of the same points (p, p + 1), as in libsodium's
+/// `has_small_order` blocklist. Bit 255 is ignored by X25519 (RFC 7748 §5),
+/// so it is masked before comparing.
+const LOW_ORDER: [[u8; 32]; 7] = {
+    let mut t = [[0u8; 32]; 7];
+    // 0 (order 4)
+    // 1 (order 1)
+    t[1][0] = 1;
+    // two points of order 8
+    t[2] = [
+        0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f, 0xc4,
+        0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49,
+        0xb8, 0x00,
+    ];
+    t[3] = [
+        0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83, 0xef,
+        0x5b, 0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f,
+        0x11, 0x57,
+    ];
+    // p - 1 (order 2), p (= 0), p + 1 (= 1): 0x7fff...ffec, ...ed, ...ee
+    let mut i = 4;
+    while i < 7 {
+        let mut j = 1;
+        while j < 31 {
+            t[i][j] = 0xff;
+            j += 1;
+        }
+        t[i][31] = 0x7f;
+        t[i][0] = 0xec + (i as u8 - 4);
+        i += 1;
+    }
+    t
+};
+
 /// True if `public` is a low-order X25519 point (all zeros among them), so
-/// that any exchange with it is non-contributory. Clamping makes every scalar
-/// a multiple of the cofactor 8, so a fixed scalar suffices.
+/// that any exchange with it is non-contributory.
+///
+/// A table lookup, not a Diffie-Hellman: parsers call this on every ratchet
+/// key they read, and a DH costs tens of microseconds. Every DH output is
+/// still checked with `was_contributory()` in [`x25519`]; a test checks that
+/// this table and a real DH agree.
 #[must_use]
 pub fn x25519_is_low_order(public: &[u8; 32]) -> bool {
-    x25519(&[0x5a; 32], public).is_err()
+    let mut k = *public;
+    k[31] &= 0x7f;
+    LOW_ORDER.contains(&k)
 }
 
 /// HKDF-SHA256 (RFC 5869), filling `okm`.
@@ -152,19 +193,47 @@ mod tests {
 
     #[test]
     fn all_zero_and_low_order_x25519_keys_are_detected() {
-        // RFC 7748 / Wycheproof low-order points: 0, 1, and the order-8 point.
-        let zero = [0u8; 32];
-        let mut one = [0u8; 32];
-        one[0] = 1;
-        let order8 = [
-            0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f,
-            0xc4, 0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16,
-            0x5f, 0x49, 0xb8, 0x00,
-        ];
-        for k in [zero, one, order8] {
-            assert!(x25519_is_low_order(&k));
-            assert_eq!(x25519(&[7; 32], &k), Err(PrimitiveError::NonContributory));
+        // Every table entry, with and without bit 255, is low order by the
+        // definition that matters: a DH with it is non-contributory.
+        for k in LOW_ORDER {
+            for top in [0u8, 0x80] {
+                let mut k = k;
+                k[31] |= top;
+                assert!(x25519_is_low_order(&k), "{k:02x?}");
+                assert_eq!(x25519(&[7; 32], &k), Err(PrimitiveError::NonContributory));
+            }
         }
         assert!(!x25519_is_low_order(&x25519_public(&[9; 32])));
+    }
+
+    #[test]
+    fn table_lookup_agrees_with_a_real_diffie_hellman() {
+        // Any key whose DH is non-contributory must be in the table, and any
+        // key in the table must give a non-contributory DH: checked on many
+        // pseudo-random keys and on the table's neighbours.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut keys: Vec<[u8; 32]> = (0..2000)
+            .map(|_| {
+                let mut k = [0u8; 32];
+                for b in &mut k {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    *b = x as u8;
+                }
+                k
+            })
+            .collect();
+        for k in LOW_ORDER {
+            for d in [1u8, 2, 0x80] {
+                let mut n = k;
+                n[0] ^= d;
+                keys.push(n);
+            }
+        }
+        for k in keys {
+            let by_dh = x25519(&[0x5a; 32], &k).is_err();
+            assert_eq!(x25519_is_low_order(&k), by_dh, "{k:02x?}");
+        }
     }
 }

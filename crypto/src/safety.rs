@@ -59,8 +59,10 @@ pub const FINGERPRINT_VERSION: u16 = 1;
 ///
 /// Reason: Signal's value. Each try at grinding an identity whose 30 digits
 /// (≈ 100 bits) match a target costs 5200 hashes, which keeps a collision
-/// far out of reach while computing a number stays under a millisecond in
-/// release builds.
+/// far out of reach, while computing a number (two sides, 10 400 hashes)
+/// takes a few milliseconds: 5.6 ms on the benchmark machine, which has no
+/// SHA-512 instructions (docs/benchmarks.md). It runs only when a user opens
+/// the safety-number screen.
 pub const ITERATIONS: u32 = 5200;
 
 /// Digits per side.

@@ -238,9 +238,29 @@ struct ChainKey(Box<[u8; 32]>);
 #[derive(Clone, Zeroize, ZeroizeOnDrop, Serialize, Deserialize)]
 struct MessageKey(Box<[u8; 32]>);
 
-/// The 32-byte Ed25519 secret seed of a chain's signing key.
-#[derive(Clone, Zeroize, ZeroizeOnDrop, Serialize, Deserialize)]
-struct SigningSeed(Box<[u8; 32]>);
+/// A chain's Ed25519 signing key, stored as its 32-byte secret seed.
+///
+/// Kept expanded in memory: rebuilding the key from the seed costs as much as
+/// the signature itself, and it signs every room message. ed25519-dalek's
+/// `SigningKey` wipes itself on drop (feature `zeroize`).
+#[derive(Clone)]
+struct SigningSeed(Box<SigningKey>);
+
+impl ZeroizeOnDrop for SigningSeed {}
+
+impl Serialize for SigningSeed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // The same encoding as a plain `[u8; 32]` seed.
+        Zeroizing::new(self.0.to_bytes()).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for SigningSeed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let seed = Zeroizing::new(<[u8; 32]>::deserialize(d)?);
+        Ok(Self(Box::new(SigningKey::from_bytes(&seed))))
+    }
+}
 
 fn hmac_sha256(key: &[u8; 32], input: &[u8]) -> [u8; 32] {
     #[allow(clippy::expect_used)]
@@ -744,7 +764,7 @@ impl OwnSenderKey {
             chain_id,
             iteration: 0,
             chain_key,
-            signing_seed: SigningSeed(Box::new(signing.to_bytes())),
+            signing_seed: SigningSeed(Box::new(signing.clone())),
             signing_public: signing.verifying_key().to_bytes(),
         }
     }
@@ -778,7 +798,7 @@ impl OwnSenderKey {
     }
 
     fn verifying_key(&self) -> VerifyingKey {
-        SigningKey::from_bytes(&self.signing_seed.0).verifying_key()
+        self.signing_seed.0.verifying_key()
     }
 
     /// Replaces the chain with a fresh one (new chain id, new chain key, new
@@ -827,8 +847,11 @@ impl OwnSenderKey {
         let keys = mk.aead_keys();
         let header = header_bytes(self.distribution_id, self.chain_id, self.iteration);
         let ciphertext = keys.seal(&header, plaintext).ok_or(EncryptError::Aead)?;
-        let signing = SigningKey::from_bytes(&self.signing_seed.0);
-        let signature = signing.sign(&signed_bytes(&header, &ciphertext)).to_bytes();
+        let signature = self
+            .signing_seed
+            .0
+            .sign(&signed_bytes(&header, &ciphertext))
+            .to_bytes();
         let trace = EncryptTrace {
             chain_key: *self.chain_key.0,
             message_key: *mk.0,
