@@ -13,6 +13,7 @@
 //! | header.message_id    | 16 raw bytes; equals the envelope's message id      |
 //! | header.sent_at       | varint u64, sender's clock, ms since the Unix epoch |
 //! | header.room          | `0x00`, or `0x01` then 16 raw bytes (room id)       |
+//! | header.to            | `0x00`, or `0x01` then 16 raw bytes: for 1:1 messages the account addressed, so that the sender's other devices (which get a copy) know the conversation |
 //! | body                 | varint variant index, then the variant's fields     |
 //!
 //! | index | variant                 | fields, in order                                        |
@@ -29,12 +30,12 @@
 //! (property-tested on arbitrary bytes).
 //!
 //! Example: text "hi", no room, message id `11…11`, sent at 1000 ms:
-//! `01 11×16 e8 07 00 00 02 68 69`.
+//! `01 11×16 e8 07 00 00 00 02 68 69`.
 
 use serde::{Deserialize, Serialize};
 use spider_crypto::attachment::AttachmentPointer;
 use spider_protocol::bytes::{BoundedBytes, BoundedString, BoundedVec, FixedBytes};
-use spider_protocol::ids::{MessageId, RoomId, Timestamp};
+use spider_protocol::ids::{MessageId, RoomId, Timestamp, UserId};
 use zeroize::Zeroizing;
 
 /// Version byte of the content format.
@@ -89,6 +90,9 @@ pub struct Header {
     pub sent_at: Timestamp,
     /// The room, or `None` for a 1:1 message.
     pub room: Option<RoomId>,
+    /// For a 1:1 message, the account it is addressed to (the sender's own
+    /// other devices get a copy and learn the conversation from it).
+    pub to: Option<UserId>,
 }
 
 /// Which receipt.
@@ -202,6 +206,7 @@ impl Content {
                 message_id,
                 sent_at,
                 room,
+                to: None,
             },
             body: Body::Text {
                 body: body.to_owned(),
@@ -323,7 +328,7 @@ mod tests {
         let c = Content::text(id(0x11), Timestamp(1000), None, "hi");
         let mut expected = vec![1u8];
         expected.extend_from_slice(&[0x11; 16]);
-        expected.extend_from_slice(&[0xe8, 0x07, 0x00, 0x00, 0x02, b'h', b'i']);
+        expected.extend_from_slice(&[0xe8, 0x07, 0x00, 0x00, 0x00, 0x02, b'h', b'i']);
         assert_eq!(&c.encode().unwrap()[..], &expected[..]);
         assert_eq!(Content::decode(&expected).unwrap(), c);
     }
@@ -365,6 +370,7 @@ mod tests {
                     message_id: id(5),
                     sent_at: Timestamp(42),
                     room: Some(RoomId::from_bytes([6; 16])),
+                    to: Some(UserId::from_bytes([2; 16])),
                 },
                 body,
             };
@@ -397,7 +403,7 @@ mod tests {
         // Variant index 6 does not exist.
         let mut unknown = vec![1u8];
         unknown.extend_from_slice(&[0; 16]);
-        unknown.extend_from_slice(&[0, 0, 6]);
+        unknown.extend_from_slice(&[0, 0, 0, 6]);
         assert_eq!(Content::decode(&unknown), Err(ContentError::Malformed));
         assert_eq!(Content::decode(&[]), Err(ContentError::Empty));
     }

@@ -324,6 +324,15 @@ impl<S: ProfileStore> Profile<S> {
         self.put(K_REPLAY, cache)
     }
 
+    /// Forgets the session with one device (its identity changed).
+    ///
+    /// # Errors
+    /// Keystore failure.
+    pub fn remove_session(&mut self, user: &UserId, device: DeviceId) -> Result<(), KeystoreError> {
+        let addr = CryptoAddress::new(user.to_hex(), device.0);
+        self.ks.delete(&addr_key(P_SESSION, &addr))
+    }
+
     /// The devices we hold a session with, for one account.
     ///
     /// # Errors
@@ -558,5 +567,118 @@ impl<S: ProfileStore> SenderKeyStore<DeviceAddress> for Profile<S> {
         self.ks
             .put_bytes(&mut *self.rng, &key(P_SKEY_OWN, &[room.as_bytes()]), &bytes)?;
         Ok(())
+    }
+}
+
+// ------------------------------------------------------------------ split views
+
+/// One profile seen as several stores at once: spider-crypto's
+/// `decrypt_from` and `start_session` take the identity, prekey and session
+/// stores as separate `&mut` arguments, and all three are the one profile.
+/// Each view borrows the profile for the length of one store call only.
+pub(crate) struct SplitProfile<'a, S> {
+    pub(crate) cell: &'a core::cell::RefCell<&'a mut Profile<S>>,
+    pub(crate) identity: &'a IdentityKeyPair,
+}
+
+fn busy() -> CryptoStoreError {
+    CryptoStoreError::Backend("profile borrowed twice".into())
+}
+
+impl<S: ProfileStore> IdentityStore for SplitProfile<'_, S> {
+    fn identity_key_pair(&self) -> &IdentityKeyPair {
+        self.identity
+    }
+    fn identity(
+        &self,
+        address: &CryptoAddress,
+    ) -> Result<Option<IdentityPublicKey>, CryptoStoreError> {
+        IdentityStore::identity(&**self.cell.try_borrow().map_err(|_| busy())?, address)
+    }
+    fn save_identity(
+        &mut self,
+        address: &CryptoAddress,
+        identity: &IdentityPublicKey,
+    ) -> Result<IdentityChange, CryptoStoreError> {
+        self.cell
+            .try_borrow_mut()
+            .map_err(|_| busy())?
+            .save_identity(address, identity)
+    }
+}
+
+impl<S: ProfileStore> PreKeyStore for SplitProfile<'_, S> {
+    fn signed_prekey(&self, id: PreKeyId) -> Result<Option<SignedPreKeyPair>, CryptoStoreError> {
+        self.cell
+            .try_borrow()
+            .map_err(|_| busy())?
+            .signed_prekey(id)
+    }
+    fn save_signed_prekey(&mut self, prekey: SignedPreKeyPair) -> Result<(), CryptoStoreError> {
+        self.cell
+            .try_borrow_mut()
+            .map_err(|_| busy())?
+            .save_signed_prekey(prekey)
+    }
+    fn remove_signed_prekey(&mut self, id: PreKeyId) -> Result<(), CryptoStoreError> {
+        self.cell
+            .try_borrow_mut()
+            .map_err(|_| busy())?
+            .remove_signed_prekey(id)
+    }
+    fn signed_prekeys(&self) -> Result<Vec<SignedPreKeyPair>, CryptoStoreError> {
+        self.cell.try_borrow().map_err(|_| busy())?.signed_prekeys()
+    }
+    fn kem_prekey(&self, id: PreKeyId) -> Result<Option<KemPreKeyPair>, CryptoStoreError> {
+        self.cell.try_borrow().map_err(|_| busy())?.kem_prekey(id)
+    }
+    fn save_kem_prekey(&mut self, prekey: KemPreKeyPair) -> Result<(), CryptoStoreError> {
+        self.cell
+            .try_borrow_mut()
+            .map_err(|_| busy())?
+            .save_kem_prekey(prekey)
+    }
+    fn remove_kem_prekey(&mut self, id: PreKeyId) -> Result<(), CryptoStoreError> {
+        self.cell
+            .try_borrow_mut()
+            .map_err(|_| busy())?
+            .remove_kem_prekey(id)
+    }
+    fn one_time_prekey(&self, id: PreKeyId) -> Result<Option<OneTimePreKeyPair>, CryptoStoreError> {
+        self.cell
+            .try_borrow()
+            .map_err(|_| busy())?
+            .one_time_prekey(id)
+    }
+    fn save_one_time_prekey(&mut self, prekey: OneTimePreKeyPair) -> Result<(), CryptoStoreError> {
+        self.cell
+            .try_borrow_mut()
+            .map_err(|_| busy())?
+            .save_one_time_prekey(prekey)
+    }
+    fn remove_one_time_prekey(&mut self, id: PreKeyId) -> Result<(), CryptoStoreError> {
+        self.cell
+            .try_borrow_mut()
+            .map_err(|_| busy())?
+            .remove_one_time_prekey(id)
+    }
+}
+
+impl<S: ProfileStore> SessionStore for SplitProfile<'_, S> {
+    fn load_session(&self, address: &CryptoAddress) -> Result<Option<Session>, CryptoStoreError> {
+        self.cell
+            .try_borrow()
+            .map_err(|_| busy())?
+            .load_session(address)
+    }
+    fn store_session(
+        &mut self,
+        address: &CryptoAddress,
+        session: &Session,
+    ) -> Result<(), CryptoStoreError> {
+        self.cell
+            .try_borrow_mut()
+            .map_err(|_| busy())?
+            .store_session(address, session)
     }
 }

@@ -1,0 +1,347 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The client engine against a fake relay, with simulated time.
+
+mod harness;
+
+use harness::{RELAY, World};
+use spider_client::crypto_store::identity_to_wire;
+use spider_client::engine::{ClientError, Event};
+use spider_client::profile::Account;
+use spider_protocol::ids::{DeviceAddress, DeviceId};
+use spider_protocol::name::{RoomName, Username};
+
+fn sent(w: &World, i: usize) -> usize {
+    w.clients[i]
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Sent { .. }))
+        .count()
+}
+
+#[test]
+fn one_to_one_messages_flow_both_ways() {
+    let mut w = World::new();
+    let a = w.add("alice");
+    let b = w.add("bob");
+    w.send_text(a, Username::parse("bob").unwrap(), "hello bob");
+    w.drive();
+    assert_eq!(w.texts(b), ["hello bob"]);
+    assert_eq!(sent(&w, a), 1);
+    let alice = w.user("alice");
+    w.send_text(b, alice, "hi alice");
+    w.drive();
+    assert_eq!(w.texts(a), ["hi alice"]);
+    w.send_text(a, w.user("bob"), "how are you?");
+    w.drive();
+    assert_eq!(w.texts(b), ["hello bob", "how are you?"]);
+    assert_eq!(w.errors(a) + w.errors(b), 0);
+    // Both keep history: what they sent and what they received.
+    assert_eq!(w.clients[a].engine().profile().history().unwrap().len(), 3);
+    assert!(
+        w.relay
+            .device(DeviceAddress {
+                user: w.user("bob"),
+                device: DeviceId(1)
+            })
+            .mailbox
+            .is_empty()
+    );
+}
+
+#[test]
+fn first_message_consumes_a_one_time_prekey() {
+    let mut w = World::new();
+    let a = w.add("alice");
+    let _b = w.add("bob");
+    let bob1 = DeviceAddress {
+        user: w.user("bob"),
+        device: DeviceId(1),
+    };
+    let before = (
+        w.relay.device(bob1).otks.len(),
+        w.relay.device(bob1).kems.len(),
+    );
+    assert_eq!(before, (100, 20));
+    w.send_text(a, w.user("bob"), "one");
+    w.drive();
+    assert_eq!(w.relay.device(bob1).otks.len(), 99);
+    assert_eq!(w.relay.device(bob1).kems.len(), 19);
+    // The second message uses the session: no second bundle.
+    w.send_text(a, w.user("bob"), "two");
+    w.drive();
+    assert_eq!(w.relay.device(bob1).otks.len(), 99);
+    assert_eq!(w.relay.fetches, 1);
+}
+
+#[test]
+fn offline_recipient_gets_everything_in_order_when_it_comes_back() {
+    let mut w = World::new();
+    let a = w.add("alice");
+    let b = w.add("bob");
+    w.disconnect(b);
+    for i in 0..5 {
+        w.send_text(a, w.user("bob"), &format!("m{i}"));
+    }
+    w.drive();
+    assert_eq!(sent(&w, a), 5);
+    assert!(w.texts(b).is_empty());
+    w.connect(b);
+    w.drive();
+    assert_eq!(w.texts(b), ["m0", "m1", "m2", "m3", "m4"]);
+    assert!(
+        w.clients[b]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::CaughtUp))
+    );
+    // Acked: a reconnect delivers nothing again.
+    w.disconnect(b);
+    w.connect(b);
+    w.drive();
+    assert_eq!(w.texts(b).len(), 5);
+}
+
+#[test]
+fn sender_offline_messages_wait_in_the_outbox() {
+    let mut w = World::new();
+    let a = w.add("alice");
+    let b = w.add("bob");
+    w.disconnect(a);
+    w.send_text(a, Username::parse("bob").unwrap(), "queued");
+    w.drive();
+    assert!(w.texts(b).is_empty());
+    assert_eq!(w.clients[a].engine().profile().outbox().unwrap().len(), 1);
+    w.connect(a);
+    w.drive();
+    assert_eq!(w.texts(b), ["queued"]);
+    assert!(w.clients[a].engine().profile().outbox().unwrap().is_empty());
+}
+
+fn lost_sent(relay_dedup: bool) {
+    let mut w = World::new();
+    w.relay.dedup = relay_dedup;
+    let a = w.add("alice");
+    let b = w.add("bob");
+    w.clients[a].lose_next_sent = true;
+    let id = w.send_text(a, w.user("bob"), "once");
+    w.drive();
+    assert!(!w.clients[a].online);
+    assert_eq!(sent(&w, a), 0);
+    w.connect(a);
+    w.drive();
+    assert!(w.clients[a].events.contains(&Event::Sent { id }));
+    assert_eq!(w.texts(b), ["once"]);
+    // And after Bob reconnects, still once.
+    w.disconnect(b);
+    w.connect(b);
+    w.drive();
+    assert_eq!(w.texts(b), ["once"]);
+}
+
+#[test]
+fn retransmission_after_a_lost_sent_is_shown_once() {
+    lost_sent(true);
+}
+
+#[test]
+fn retransmission_is_shown_once_even_if_the_relay_stores_it_twice() {
+    lost_sent(false);
+}
+
+fn add_second_device(w: &mut World, name: &str) -> usize {
+    let user = w.user(name);
+    let i = w.add_with_account(Account {
+        relay_name: RELAY.into(),
+        username: Username::parse(name).unwrap(),
+        user: Some(user),
+        device: None,
+    });
+    w.clients[i]
+        .engine()
+        .set_device_approval(DeviceId(1), [0; 64]);
+    w.connect(i);
+    w.drive();
+    i
+}
+
+#[test]
+fn a_second_device_gets_copies_of_own_sent_messages() {
+    let mut w = World::new();
+    let a1 = w.add("alice");
+    let b = w.add("bob");
+    let a2 = add_second_device(&mut w, "alice");
+    assert!(w.clients[a2].events.iter().any(|e| matches!(
+        e,
+        Event::Connected {
+            device: DeviceId(2),
+            ..
+        }
+    )));
+    w.send_text(a1, w.user("bob"), "from laptop");
+    w.drive();
+    assert_eq!(w.texts(b), ["from laptop"]);
+    assert_eq!(w.texts(a2), ["from laptop"]);
+    let copy = w.clients[a2].engine().profile().history().unwrap();
+    assert_eq!(copy[0].peer, Some(w.user("bob")));
+    // Bob's answer reaches both of Alice's devices.
+    w.send_text(b, w.user("alice"), "to both");
+    w.drive();
+    assert_eq!(w.texts(a1), ["to both"]);
+    assert_eq!(w.texts(a2), ["from laptop", "to both"]);
+}
+
+#[test]
+fn a_new_device_of_the_peer_is_found_through_mismatched_devices() {
+    let mut w = World::new();
+    let a = w.add("alice");
+    let b1 = w.add("bob");
+    w.send_text(a, w.user("bob"), "first");
+    w.drive();
+    let b2 = add_second_device(&mut w, "bob");
+    w.send_text(a, w.user("bob"), "second");
+    w.drive();
+    assert_eq!(w.texts(b1), ["first", "second"]);
+    assert_eq!(w.texts(b2), ["second"]);
+    assert_eq!(w.errors(a), 0);
+}
+
+fn room_of_three(w: &mut World) -> (usize, usize, usize, spider_protocol::ids::RoomId) {
+    let a = w.add("alice");
+    let b = w.add("bob");
+    let c = w.add("carol");
+    let now = w.now;
+    w.clients[a]
+        .engine()
+        .create_room(RoomName::parse("garden").unwrap(), now)
+        .unwrap();
+    w.drive();
+    let room = *w.relay.rooms.keys().next().unwrap();
+    for (i, name) in [(b, "bob"), (c, "carol")] {
+        let now = w.now;
+        let u = w.user(name);
+        w.clients[a].engine().invite(room, u, now).unwrap();
+        w.drive();
+        let now = w.now;
+        w.clients[i].engine().accept_invite(room, now).unwrap();
+        w.drive();
+    }
+    assert_eq!(w.relay.rooms[&room].members.len(), 3);
+    (a, b, c, room)
+}
+
+#[test]
+fn room_messages_reach_all_three_members() {
+    let mut w = World::new();
+    let (a, b, c, room) = room_of_three(&mut w);
+    w.send_room(a, room, "hello garden");
+    w.drive();
+    assert_eq!(w.texts(b), ["hello garden"]);
+    assert_eq!(w.texts(c), ["hello garden"]);
+    w.send_room(b, room, "hi from bob");
+    w.drive();
+    assert_eq!(w.texts(a), ["hi from bob"]);
+    assert_eq!(w.texts(c), ["hello garden", "hi from bob"]);
+    for i in [a, b, c] {
+        assert_eq!(w.errors(i), 0, "client {i}");
+    }
+    let got = w.clients[c].events.iter().find_map(|e| match e {
+        Event::MessageReceived { room, .. } => Some(*room),
+        _ => None,
+    });
+    assert_eq!(got, Some(Some(room)));
+}
+
+#[test]
+fn kicked_member_cannot_read_new_messages() {
+    let mut w = World::new();
+    let (a, b, c, room) = room_of_three(&mut w);
+    w.send_room(a, room, "before");
+    w.drive();
+    assert_eq!(w.texts(c), ["before"]);
+    let now = w.now;
+    let carol = w.user("carol");
+    w.clients[a].engine().kick(room, carol, now).unwrap();
+    w.drive();
+    // A malicious relay keeps giving Carol the room's ciphertexts.
+    w.relay.leak_room_to.push(w.user("carol"));
+    w.send_room(a, room, "after");
+    w.drive();
+    assert_eq!(w.texts(b), ["before", "after"]);
+    assert_eq!(w.texts(c), ["before"]);
+    assert!(
+        w.clients[c]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Error(ClientError::Decrypt { .. })))
+    );
+    // Bob, who saw the kick, rotates too before he speaks.
+    w.send_room(b, room, "bob after");
+    w.drive();
+    assert_eq!(w.texts(a), ["bob after"]);
+    assert_eq!(w.texts(c), ["before"]);
+}
+
+#[test]
+fn identity_change_surfaces_as_an_event() {
+    let mut w = World::new();
+    let a = w.add("alice");
+    let b = w.add("bob");
+    w.send_text(a, w.user("bob"), "hello");
+    w.drive();
+    assert_eq!(w.texts(b), ["hello"]);
+    // Bob reinstalls: a new identity on the same device.
+    let bob = w.user("bob");
+    w.disconnect(b);
+    let b2 = w.add_with_account(Account {
+        relay_name: RELAY.into(),
+        username: Username::parse("bob").unwrap(),
+        user: Some(bob),
+        device: Some(DeviceId(1)),
+    });
+    let new_identity = identity_to_wire(w.clients[b2].engine().profile().identity().public());
+    let dev = w.relay.device_mut(DeviceAddress {
+        user: bob,
+        device: DeviceId(1),
+    });
+    dev.identity = new_identity;
+    dev.otks.clear();
+    dev.kems.clear();
+    dev.mailbox.clear();
+    w.connect(b2);
+    w.drive();
+    let alice = w.user("alice");
+    w.send_text(b2, alice, "new phone");
+    w.drive();
+    assert_eq!(w.texts(a), ["new phone"]);
+    assert!(w.clients[a].events.contains(&Event::IdentityChanged {
+        user: bob,
+        device: DeviceId(1)
+    }));
+    // And Alice's answer reaches the new installation.
+    w.send_text(a, bob, "welcome back");
+    w.drive();
+    assert_eq!(w.texts(b2), ["welcome back"]);
+}
+
+#[test]
+fn restart_from_the_profile_keeps_sessions() {
+    let mut w = World::new();
+    let a = w.add("alice");
+    let b = w.add("bob");
+    w.send_text(a, w.user("bob"), "before restart");
+    w.drive();
+    w.restart(a);
+    w.restart(b);
+    w.connect(a);
+    w.connect(b);
+    w.drive();
+    let fetches = w.relay.fetches;
+    w.send_text(a, w.user("bob"), "after restart");
+    w.drive();
+    w.send_text(b, w.user("alice"), "reply");
+    w.drive();
+    assert_eq!(w.relay.fetches, fetches, "no new session was needed");
+    assert_eq!(w.texts(b), ["before restart", "after restart"]);
+    assert_eq!(w.texts(a), ["reply"]);
+    assert_eq!(w.errors(a) + w.errors(b), 0);
+}
