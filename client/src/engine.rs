@@ -55,9 +55,10 @@ use spider_protocol::ids::{
     DeviceAddress, DeviceId, MessageId, RequestId, RoomId, Seq, Timestamp, UserId,
 };
 use spider_protocol::message::{
-    Ack, AddDevice, ChangeRoom, DeviceCiphertext, EnvelopeBody, ErrorFrame, FetchPreKeys, GetRoom,
-    Login, LookupUser, Ping, Pong, Presence, Register, RoomAction, RoomChange, RoomInfo, RoomRef,
-    SendDirect, SendRoom, SignedRoomChange, UploadPreKeys, UserRef,
+    Ack, AddDevice, ChangeRoom, DeviceCiphertext, EnvelopeBody, EphemeralCopy, EphemeralTarget,
+    ErrorFrame, FetchPreKeys, GetRoom, Login, LookupUser, Ping, Pong, Presence, Register,
+    RoomAction, RoomChange, RoomInfo, RoomRef, SendDirect, SendEphemeral, SendRoom,
+    SignedRoomChange, UploadPreKeys, UserRef,
 };
 use spider_protocol::name::{RoomName, Username};
 use spider_protocol::version;
@@ -484,6 +485,7 @@ impl<S: ProfileStore> Engine<S> {
                     req: r,
                     who: UserRef::Id(ok.user),
                 }));
+                self.profile.prune_seen(now)?;
                 for e in self.profile.outbox()? {
                     self.enqueue(e, None);
                 }
@@ -900,6 +902,66 @@ impl<S: ProfileStore> Engine<S> {
             false,
             now,
         )
+    }
+
+    /// Tells `to`'s online devices that we started or stopped typing. Not
+    /// stored: sent only if we already hold a session with every device of
+    /// `to` and are connected; otherwise nothing happens (returns false).
+    ///
+    /// # Errors
+    /// Profile or encryption failure.
+    pub fn send_typing(
+        &mut self,
+        to: UserId,
+        started: bool,
+        now: u64,
+    ) -> Result<bool, ClientError> {
+        if !self.is_ready() {
+            return Ok(false);
+        }
+        let Some(contact) = self.profile.contact(&to)? else {
+            return Ok(false);
+        };
+        let have = self.profile.session_devices(&to)?;
+        if contact.devices.is_empty() || contact.devices.iter().any(|d| !have.contains(d)) {
+            return Ok(false);
+        }
+        let mut idb = [0u8; 16];
+        self.rng.fill_bytes(&mut idb);
+        let content = Content {
+            header: Header {
+                message_id: MessageId::from_bytes(idb),
+                sent_at: Timestamp(now),
+                room: None,
+                to: Some(to),
+            },
+            body: Body::Typing { started },
+        }
+        .encode()?;
+        let mut copies = Vec::new();
+        for d in &contact.devices {
+            let addr = crypto_address(&DeviceAddress {
+                user: to,
+                device: *d,
+            });
+            let m = encrypt_to(&mut self.profile, &addr, &content)
+                .map_err(|e| ClientError::Encrypt(e.to_string()))?;
+            copies.push(EphemeralCopy {
+                device: *d,
+                payload: BoundedBytes::new(m.to_bytes())
+                    .map_err(|_| ClientError::Encrypt("ephemeral too long".into()))?,
+            });
+        }
+        self.profile.flush()?;
+        self.transmit
+            .push_back(ClientFrame::SendEphemeral(SendEphemeral {
+                to: EphemeralTarget::User {
+                    user: to,
+                    copies: BoundedVec::new(copies)
+                        .map_err(|_| ClientError::Protocol("too many devices"))?,
+                },
+            }));
+        Ok(true)
     }
 
     fn submit(

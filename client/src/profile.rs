@@ -44,6 +44,11 @@ use crate::content::Content;
 use crate::keystore::{KdfParams, Keystore, KeystoreError, Passphrase};
 use crate::store::{MemoryStore, ProfileStore, SledStore};
 
+/// How long a handled message id is remembered, to drop retransmissions:
+/// 30 days, as long as a skipped message key lives in spider-crypto (the
+/// longest a message is expected to wait in a mailbox or an outbox).
+pub const SEEN_RETENTION_MS: u64 = 30 * 24 * 60 * 60 * 1000;
+
 /// A random source the profile keeps for record nonces and keys.
 pub type BoxRng = Box<dyn CryptoRng + Send>;
 
@@ -499,6 +504,26 @@ impl<S: ProfileStore> Profile<S> {
     /// Keystore failure.
     pub fn mark_seen(&mut self, id: &MessageId, now_ms: u64) -> Result<(), KeystoreError> {
         self.put(&key(P_SEEN, &[id.as_bytes()]), &now_ms)
+    }
+
+    /// Forgets handled message ids older than [`SEEN_RETENTION_MS`] before
+    /// `now_ms`; returns how many went.
+    ///
+    /// # Errors
+    /// Keystore failure.
+    pub fn prune_seen(&mut self, now_ms: u64) -> Result<usize, KeystoreError> {
+        let cutoff = now_ms.saturating_sub(SEEN_RETENTION_MS);
+        let old: Vec<Vec<u8>> = self
+            .ks
+            .scan::<u64>(P_SEEN)?
+            .into_iter()
+            .filter(|(_, t)| *t < cutoff)
+            .map(|(k, _)| k)
+            .collect();
+        for k in &old {
+            self.ks.delete(k)?;
+        }
+        Ok(old.len())
     }
 
     /// The last acked mailbox sequence number.

@@ -4,9 +4,11 @@
 mod harness;
 
 use harness::{RELAY, World};
+use spider_client::content::ReceiptKind;
 use spider_client::crypto_store::identity_to_wire;
 use spider_client::engine::{ClientError, Event};
 use spider_client::profile::Account;
+use spider_protocol::ClientFrame;
 use spider_protocol::ids::{DeviceAddress, DeviceId};
 use spider_protocol::name::{RoomName, Username};
 
@@ -344,4 +346,83 @@ fn restart_from_the_profile_keeps_sessions() {
     assert_eq!(w.texts(b), ["before restart", "after restart"]);
     assert_eq!(w.texts(a), ["reply"]);
     assert_eq!(w.errors(a) + w.errors(b), 0);
+}
+
+#[test]
+fn typing_notices_and_receipts_arrive() {
+    let mut w = World::new();
+    let a = w.add("alice");
+    let b = w.add("bob");
+    let bob = w.user("bob");
+    let alice = w.user("alice");
+    // No session yet: nothing is sent.
+    let now = w.now;
+    assert!(!w.clients[a].engine().send_typing(bob, true, now).unwrap());
+    let id = w.send_text(a, bob, "hi");
+    w.drive();
+    let now = w.now;
+    assert!(w.clients[a].engine().send_typing(bob, true, now).unwrap());
+    w.drive();
+    assert!(w.clients[b].events.contains(&Event::Typing {
+        from: alice,
+        started: true
+    }));
+    let now = w.now;
+    w.clients[b]
+        .engine()
+        .send_receipt(alice, ReceiptKind::Read, vec![id], now)
+        .unwrap();
+    w.drive();
+    assert!(w.clients[a].events.contains(&Event::Receipt {
+        from: bob,
+        kind: ReceiptKind::Read,
+        ids: vec![id]
+    }));
+    // Receipts are not shown as messages.
+    assert!(w.texts(a).is_empty());
+}
+
+#[test]
+fn a_quiet_connection_pings_at_a_third_of_the_idle_timeout() {
+    let mut w = World::new();
+    let a = w.add("alice");
+    let next = w.clients[a].engine().poll_timeout().unwrap();
+    // The fake relay's idle timeout is 60 s.
+    w.clients[a].engine().handle_timeout(next - 1);
+    assert!(w.outgoing(a).is_empty());
+    w.clients[a].engine().handle_timeout(next);
+    let out = w.outgoing(a);
+    assert!(matches!(out.as_slice(), [ClientFrame::Ping(_)]), "{out:?}");
+}
+
+#[test]
+fn unknown_recipient_name_fails_the_message_and_empties_the_outbox() {
+    let mut w = World::new();
+    let a = w.add("alice");
+    let id = w.send_text(a, Username::parse("nobody").unwrap(), "hello?");
+    w.drive();
+    assert!(w.clients[a].events.iter().any(|e| matches!(
+        e,
+        Event::Error(ClientError::Relay { message: Some(m), .. }) if *m == id
+    )));
+    assert!(w.clients[a].engine().profile().outbox().unwrap().is_empty());
+}
+
+#[test]
+fn a_welcome_from_another_relay_is_refused() {
+    let mut w = World::new();
+    let i = w.add_with_account(Account {
+        relay_name: "other.example".into(),
+        username: Username::parse("mallory").unwrap(),
+        user: None,
+        device: None,
+    });
+    w.connect(i);
+    w.drive();
+    assert!(
+        w.clients[i]
+            .events
+            .contains(&Event::Error(ClientError::WrongRelay))
+    );
+    assert!(w.relay.user_by_name("mallory").is_none());
 }

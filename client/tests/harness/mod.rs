@@ -626,6 +626,35 @@ impl FakeRelay {
                 self.send(c, info);
             }
             ClientFrame::Ping(p) => self.send(c, ServerFrame::Pong(Pong { nonce: p.nonce })),
+            ClientFrame::Pong(_) => {}
+            ClientFrame::SendEphemeral(e) => {
+                let me = me.unwrap();
+                let EphemeralTarget::User { user, copies } = e.to else {
+                    return;
+                };
+                for copy in copies.iter() {
+                    let to = DeviceAddress {
+                        user,
+                        device: copy.device,
+                    };
+                    let online: Vec<usize> = self
+                        .conns
+                        .iter()
+                        .filter(|(_, c)| c.auth == Some(to))
+                        .map(|(i, _)| *i)
+                        .collect();
+                    for c in online {
+                        self.send(
+                            c,
+                            ServerFrame::Ephemeral(Ephemeral {
+                                from: me,
+                                room: None,
+                                payload: copy.payload.clone(),
+                            }),
+                        );
+                    }
+                }
+            }
             other => panic!("fake relay does not handle {:?}", other.kind()),
         }
     }
@@ -782,6 +811,15 @@ impl World {
             .engine()
             .send_room_text(room, text, now)
             .unwrap()
+    }
+
+    /// Every frame client `i` sends next, without driving the world.
+    pub fn outgoing(&mut self, i: usize) -> Vec<ClientFrame> {
+        let mut v = Vec::new();
+        while let Some(f) = self.clients[i].engine().poll_transmit() {
+            v.push(f);
+        }
+        v
     }
 
     pub fn user(&self, name: &str) -> UserId {
