@@ -221,6 +221,9 @@ pub enum ClientError {
     /// The relay's welcome names another relay than the profile's.
     #[error("relay name differs from the profile's")]
     WrongRelay,
+    /// The transport failed (the driver reconnects).
+    #[error("connection: {0}")]
+    Transport(String),
     /// The relay sent something the protocol does not allow here.
     #[error("protocol violation: {0}")]
     Protocol(&'static str),
@@ -353,6 +356,12 @@ impl<S: ProfileStore> Engine<S> {
     /// Whether the engine is authenticated on a connection.
     pub fn is_ready(&self) -> bool {
         matches!(self.conn, Conn::Ready)
+    }
+
+    /// Whether the engine gave up on this connection (authentication
+    /// refused, a relay of another name): the driver should close it.
+    pub fn wants_close(&self) -> bool {
+        matches!(self.conn, Conn::Disconnected)
     }
 
     /// For a device added to an existing account (the profile's account has

@@ -11,9 +11,11 @@
 //! - [`content`]: the plaintext format inside encrypted payloads.
 //! - [`engine`]: the sans-I/O client state machine.
 
+pub mod client;
 pub mod content;
 pub mod crypto_store;
 pub mod engine;
 pub mod keystore;
 pub mod profile;
 pub mod store;
+pub mod transport;

@@ -52,6 +52,13 @@ pub const SEEN_RETENTION_MS: u64 = 30 * 24 * 60 * 60 * 1000;
 /// A random source the profile keeps for record nonces and keys.
 pub type BoxRng = Box<dyn CryptoRng + Send>;
 
+/// The operating system's random source, as a [`BoxRng`]. It panics if the
+/// OS cannot give randomness, which leaves nothing safe to do anyway.
+#[must_use]
+pub fn os_rng() -> BoxRng {
+    Box::new(rand_core::UnwrapErr(getrandom::SysRng))
+}
+
 pub(crate) const K_ACCOUNT: &[u8] = b"account";
 pub(crate) const K_IDENTITY: &[u8] = b"identity";
 pub(crate) const K_MAILBOX: &[u8] = b"mailbox";
