@@ -215,6 +215,9 @@ pub enum ClientError {
     /// A Sender Key distribution arrived outside a 1:1 session.
     #[error("sender key distribution refused")]
     DistributionRefused,
+    /// A room change whose signature does not verify; it is ignored.
+    #[error("room change with a bad signature")]
+    BadRoomChange,
     /// No such room here.
     #[error("unknown room")]
     UnknownRoom,
@@ -275,12 +278,29 @@ enum Pending {
     Auth,
     Quiet,
     OwnLookup,
-    Lookup { job: MessageId, leg: usize },
-    Fetch { job: MessageId, leg: usize },
-    Send { job: MessageId, leg: usize },
-    RoomInfo { job: Option<MessageId> },
-    SendRoom { job: MessageId },
-    Change { change: RoomChange, retried: bool },
+    Lookup {
+        job: MessageId,
+        leg: usize,
+    },
+    Fetch {
+        job: MessageId,
+        leg: usize,
+        device: DeviceId,
+    },
+    Send {
+        job: MessageId,
+        leg: usize,
+    },
+    RoomInfo {
+        job: Option<MessageId>,
+    },
+    SendRoom {
+        job: MessageId,
+    },
+    Change {
+        change: RoomChange,
+        retried: bool,
+    },
 }
 
 enum Conn {
@@ -536,13 +556,26 @@ impl<S: ProfileStore> Engine<S> {
                 Ok(())
             }
             ServerFrame::PreKeyBundles(b) => {
-                let Some(Pending::Fetch { job, leg }) = self.pending.remove(&b.req) else {
+                let Some(Pending::Fetch { job, leg, device }) = self.pending.remove(&b.req) else {
                     return Err(ClientError::Protocol("unexpected bundles"));
                 };
-                let mut result = Ok(());
-                for bundle in b.bundles.iter() {
+                if !b.bundles.iter().any(|x| x.device == device) {
+                    // The device is gone: forget it, or the next attempt
+                    // would ask for it again, forever.
+                    if let Some(mut c) = self.profile.contact(&b.user)? {
+                        c.devices.retain(|d| *d != device);
+                        self.profile.save_contact(&c)?;
+                    }
+                }
+                for bundle in b.bundles.iter().filter(|x| x.device == device) {
                     if let Err(e) = self.start_session_with(b.user, bundle) {
-                        result = Err(e);
+                        // A bundle that does not verify would be fetched
+                        // (and a one-time key spent) on every retry: give
+                        // the message up instead.
+                        let top = self.top_of(job);
+                        self.drop_job_tree(top);
+                        self.profile.remove_outbox(&top)?;
+                        return Err(e);
                     }
                 }
                 let mut ready = false;
@@ -563,7 +596,7 @@ impl<S: ProfileStore> Engine<S> {
                 if ready {
                     self.advance(job, now);
                 }
-                result
+                Ok(())
             }
             ServerFrame::Sent(s) => {
                 match self.pending.remove(&s.req) {
@@ -1282,7 +1315,11 @@ impl<S: ProfileStore> Engine<S> {
         if !missing.is_empty() {
             self.set_leg(id, leg, LegState::Fetching(missing.len()));
             for d in missing {
-                let req = self.req(Pending::Fetch { job: id, leg });
+                let req = self.req(Pending::Fetch {
+                    job: id,
+                    leg,
+                    device: d,
+                });
                 self.transmit
                     .push_back(ClientFrame::FetchPreKeys(FetchPreKeys {
                         req,
@@ -1555,6 +1592,22 @@ impl<S: ProfileStore> Engine<S> {
     fn handle_room_change(&mut self, signed: &SignedRoomChange) -> Result<(), ClientError> {
         let c = &signed.change;
         let me = self.me()?;
+        // Check the actor's signature when we know the actor's identity (we
+        // hold a session with that device); otherwise we rely on the relay,
+        // which checks every change it accepts. A Create was signed before
+        // the relay assigned the room id, with the id all zeroes.
+        let actor = crypto_address(&c.actor);
+        if let Some(identity) = IdentityStore::identity(&self.profile, &actor)
+            .map_err(|e| ClientError::Session(e.to_string()))?
+        {
+            let mut as_signed = c.clone();
+            if matches!(c.action, RoomAction::Create { .. }) {
+                as_signed.room = RoomId::from_bytes([0; 16]);
+            }
+            identity
+                .verify_room_change(&as_signed.signed_bytes(), &signed.signature.0)
+                .map_err(|_| ClientError::BadRoomChange)?;
+        }
         let mut st = self.profile.room(&c.room)?.unwrap_or(RoomState {
             room: c.room,
             name: String::new(),

@@ -426,3 +426,67 @@ fn a_welcome_from_another_relay_is_refused() {
     );
     assert!(w.relay.user_by_name("mallory").is_none());
 }
+
+#[test]
+fn a_forged_room_change_is_ignored() {
+    let mut w = World::new();
+    let (a, b, c, room) = room_of_three(&mut w);
+    // Bob knows Alice's device (a session came with the room's Sender Key).
+    w.send_room(a, room, "hello");
+    w.drive();
+    let alice1 = DeviceAddress {
+        user: w.user("alice"),
+        device: DeviceId(1),
+    };
+    let carol = w.user("carol");
+    let epoch = w.relay.rooms[&room].epoch;
+    // The relay forges "Alice kicked Carol" without Alice's key.
+    let forged = spider_protocol::message::SignedRoomChange {
+        change: spider_protocol::message::RoomChange {
+            room,
+            epoch,
+            actor: alice1,
+            at: spider_protocol::ids::Timestamp(w.now),
+            action: spider_protocol::message::RoomAction::Kick { user: carol },
+        },
+        signature: spider_protocol::bytes::FixedBytes([7; 64]),
+    };
+    let env = spider_protocol::message::Envelope {
+        message_id: spider_protocol::ids::MessageId::from_bytes([0x5f; 16]),
+        from: alice1,
+        sent_at: spider_protocol::ids::Timestamp(w.now),
+        body: spider_protocol::message::EnvelopeBody::RoomChange(forged),
+    };
+    let before = w.clients[b]
+        .engine()
+        .profile()
+        .room(&room)
+        .unwrap()
+        .unwrap();
+    let now = w.now;
+    w.clients[b].engine().handle_frame(
+        spider_protocol::ServerFrame::Deliver(spider_protocol::message::Deliver {
+            seq: spider_protocol::ids::Seq(1000),
+            envelope: env,
+        }),
+        now,
+    );
+    w.drive();
+    assert!(
+        w.clients[b]
+            .events
+            .contains(&Event::Error(ClientError::BadRoomChange))
+    );
+    // Nothing of the change was applied.
+    let after = w.clients[b]
+        .engine()
+        .profile()
+        .room(&room)
+        .unwrap()
+        .unwrap();
+    assert_eq!(after, before);
+    // And the room goes on for everyone, Carol included.
+    w.send_room(b, room, "still here");
+    w.drive();
+    assert_eq!(w.texts(c), ["hello", "still here"]);
+}
