@@ -324,6 +324,43 @@ impl<S: ProfileStore> Profile<S> {
         self.put(K_REPLAY, cache)
     }
 
+    /// The safety number between this device and one device of a contact,
+    /// from the identity we hold for it (Spider identities are per device).
+    /// `None` until we have seen that device's identity.
+    ///
+    /// # Errors
+    /// Keystore failure.
+    pub fn safety_number(
+        &self,
+        user: &UserId,
+        device: DeviceId,
+    ) -> Result<Option<spider_crypto::safety::SafetyNumber>, KeystoreError> {
+        use spider_crypto::safety::{SafetyIdentity, SafetyNumber};
+        let Some(contact) = self.contact(user)? else {
+            return Ok(None);
+        };
+        let addr = CryptoAddress::new(user.to_hex(), device.0);
+        let Some(theirs) =
+            IdentityStore::identity(self, &addr).map_err(|_| KeystoreError::Corrupt)?
+        else {
+            return Ok(None);
+        };
+        let account = self.account()?;
+        let mine = self.identity.public();
+        Ok(Some(SafetyNumber::new(
+            SafetyIdentity {
+                ed25519: mine.signing_key_bytes(),
+                x25519: mine.dh_key_bytes(),
+                username: account.username.as_str(),
+            },
+            SafetyIdentity {
+                ed25519: theirs.signing_key_bytes(),
+                x25519: theirs.dh_key_bytes(),
+                username: contact.username.as_str(),
+            },
+        )))
+    }
+
     /// Forgets the session with one device (its identity changed).
     ///
     /// # Errors

@@ -548,6 +548,7 @@ impl<S: ProfileStore> Engine<S> {
                             l.target = Target::User(info.user);
                             l.state = LegState::Idle;
                         }
+                        self.resolve_name(job, info.user)?;
                         self.advance(job, now);
                     }
                     Some(Pending::OwnLookup) | None => {}
@@ -1361,6 +1362,37 @@ impl<S: ProfileStore> Engine<S> {
             copies: BoundedVec::new(copies)
                 .map_err(|_| ClientError::Protocol("too many devices"))?,
         }));
+        Ok(())
+    }
+
+    /// A message addressed by name now has its account: record it in the
+    /// content (so our other devices learn the conversation), the outbox
+    /// and the history.
+    fn resolve_name(&mut self, id: MessageId, user: UserId) -> Result<(), ClientError> {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return Ok(());
+        };
+        if !matches!(job.entry.target, Target::Name(_)) {
+            return Ok(());
+        }
+        let mut content = Content::decode(&job.entry.content)?;
+        content.header.to = Some(user);
+        job.entry.content = content.encode()?.to_vec();
+        job.entry.target = Target::User(user);
+        let entry = job.entry.clone();
+        self.profile.save_outbox(&entry)?;
+        if entry.visible {
+            let (me, device) = self.me()?;
+            self.profile.add_history(&HistoryEntry {
+                id,
+                from: me,
+                from_device: device,
+                peer: Some(user),
+                room: None,
+                at_ms: entry.created_ms,
+                content: entry.content.clone(),
+            })?;
+        }
         Ok(())
     }
 

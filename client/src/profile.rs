@@ -486,6 +486,30 @@ impl<S: ProfileStore> Profile<S> {
             .collect())
     }
 
+    /// The 1:1 conversation with `peer`, oldest first.
+    ///
+    /// # Errors
+    /// Keystore failure.
+    pub fn conversation(&self, peer: &UserId) -> Result<Vec<HistoryEntry>, KeystoreError> {
+        Ok(self
+            .history()?
+            .into_iter()
+            .filter(|e| e.room.is_none() && e.peer.as_ref() == Some(peer))
+            .collect())
+    }
+
+    /// A room's history, oldest first.
+    ///
+    /// # Errors
+    /// Keystore failure.
+    pub fn room_history(&self, room: &RoomId) -> Result<Vec<HistoryEntry>, KeystoreError> {
+        Ok(self
+            .history()?
+            .into_iter()
+            .filter(|e| e.room.as_ref() == Some(room))
+            .collect())
+    }
+
     /// Appends to local history.
     ///
     /// # Errors

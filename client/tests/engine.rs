@@ -38,7 +38,32 @@ fn one_to_one_messages_flow_both_ways() {
     assert_eq!(w.texts(b), ["hello bob", "how are you?"]);
     assert_eq!(w.errors(a) + w.errors(b), 0);
     // Both keep history: what they sent and what they received.
-    assert_eq!(w.clients[a].engine().profile().history().unwrap().len(), 3);
+    let bob = w.user("bob");
+    let conv = w.clients[a].engine().profile().conversation(&bob).unwrap();
+    let texts: Vec<String> = conv
+        .iter()
+        .map(|e| match e.decode().unwrap().body {
+            spider_client::content::Body::Text { body } => body,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(texts, ["hello bob", "hi alice", "how are you?"]);
+    // Both sides see the same safety number.
+    let alice = w.user("alice");
+    let sa = w.clients[a]
+        .engine()
+        .profile()
+        .safety_number(&bob, DeviceId(1))
+        .unwrap()
+        .unwrap();
+    let sb = w.clients[b]
+        .engine()
+        .profile()
+        .safety_number(&alice, DeviceId(1))
+        .unwrap()
+        .unwrap();
+    assert_eq!(sa.digits(), sb.digits());
+    assert_eq!(sa.digits().len(), 60);
     assert!(
         w.relay
             .device(DeviceAddress {
