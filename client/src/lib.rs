@@ -95,3 +95,19 @@ pub mod keystore;
 pub mod profile;
 pub mod store;
 pub mod transport;
+
+/// Entry points for fuzz targets: each decoder of untrusted bytes in this
+/// crate, taking any input.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::content::Content;
+
+    /// Decodes `data` as content; what decodes must re-encode to exactly
+    /// `data` (one encoding per content).
+    pub fn content(data: &[u8]) {
+        if let Ok(c) = Content::decode(data) {
+            let again = c.encode().ok();
+            assert_eq!(again.as_deref().map(|v| &v[..]), Some(data));
+        }
+    }
+}

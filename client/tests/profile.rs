@@ -255,3 +255,88 @@ fn refill_policy_tops_up_when_low_and_rotates_weekly() {
     assert!(!refill_plan(Some(full), Some(0), SIGNED_PREKEY_ROTATION_SECS - 1).rotate_signed);
     assert!(refill_plan(Some(full), Some(0), SIGNED_PREKEY_ROTATION_SECS).rotate_signed);
 }
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever bytes a record holds, reading it fails cleanly.
+        #[test]
+        fn hostile_records_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut store = create(&Passphrase::None);
+            store.raw_mut().insert(b"contact/x".to_vec(), bytes.clone());
+            store.raw_mut().insert(b"account".to_vec(), bytes);
+            let p = Profile::open(store, &Passphrase::None, rng(2)).unwrap();
+            prop_assert!(p.contacts().is_err());
+            prop_assert!(p.account().is_err());
+        }
+
+        /// Whatever bytes the header holds, opening fails cleanly.
+        #[test]
+        fn hostile_headers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            // Argon2id headers (version 1, variant 1) would run the KDF at
+            // whatever cost they name: their bounds are tested at the edge
+            // instead.
+            prop_assume!(!bytes.starts_with(&[1, 1]));
+            let mut store = create(&Passphrase::new("pw"));
+            store.raw_mut().insert(b"meta/header".to_vec(), bytes);
+            prop_assert!(Profile::open(store, &Passphrase::new("pw"), rng(2)).is_err());
+        }
+
+        #[test]
+        fn content_fuzz_entry_accepts_anything(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            spider_client::fuzzing::content(&bytes);
+        }
+    }
+}
+
+#[test]
+fn kdf_costs_above_the_limits_are_refused_before_running_argon2() {
+    use spider_client::keystore::{MAX_ARGON2_M_COST_KIB, MAX_ARGON2_T_COST};
+    // Header: version 1, variant 1, then m, t, p as varints, salt, nonce, wrapped.
+    let varint = |mut v: u32| {
+        let mut out = Vec::new();
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(b);
+                return out;
+            }
+            out.push(b | 0x80);
+        }
+    };
+    let header = |m: u32, t: u32| {
+        let mut h = vec![1u8, 1];
+        h.extend(varint(m));
+        h.extend(varint(t));
+        h.extend(varint(1));
+        h.extend([0u8; 16 + 12]);
+        h.push(48);
+        h.extend([0u8; 48]);
+        h
+    };
+    for (m, t) in [(MAX_ARGON2_M_COST_KIB + 1, 1), (8, MAX_ARGON2_T_COST + 1)] {
+        let mut store = create(&Passphrase::new("pw"));
+        store
+            .raw_mut()
+            .insert(b"meta/header".to_vec(), header(m, t));
+        assert_eq!(
+            Profile::open(store, &Passphrase::new("pw"), rng(2)).unwrap_err(),
+            ProfileError::Keystore(KeystoreError::BadHeader)
+        );
+    }
+    // At the limits themselves (cheap memory, maximum passes) the header is
+    // accepted and the wrong key is reported as a wrong passphrase.
+    let mut store = create(&Passphrase::new("pw"));
+    store
+        .raw_mut()
+        .insert(b"meta/header".to_vec(), header(8, MAX_ARGON2_T_COST));
+    assert_eq!(
+        Profile::open(store, &Passphrase::new("pw"), rng(2)).unwrap_err(),
+        ProfileError::Keystore(KeystoreError::WrongPassphrase)
+    );
+}
