@@ -61,15 +61,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         backoff: Backoff::DEFAULT,
     };
     let (client, mut events) = Client::spawn(engine, config);
+    let mut me = None;
     while let Some(event) = events.recv().await {
         match event {
-            Event::Connected { device, .. } => eprintln!("connected as device {device}"),
+            Event::Connected { user, device } => {
+                me = Some(user);
+                eprintln!("connected as device {device}");
+            }
+            // Copies of what our own other devices sent are not for us to
+            // answer.
             Event::MessageReceived {
                 from,
                 room: None,
                 content,
                 ..
-            } => {
+            } if Some(from.user) != me => {
                 if let Body::Text { body } = &content.body {
                     client.send_text(from.user, body.clone()).await?;
                 }

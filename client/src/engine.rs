@@ -450,6 +450,13 @@ impl<S: ProfileStore> Engine<S> {
     /// Time passed: pings when the connection has been quiet for a third of
     /// the relay's idle timeout.
     pub fn handle_timeout(&mut self, now: u64) {
+        if matches!(self.conn, Conn::Ready) {
+            // A device that stays connected for weeks still rotates its
+            // signed prekey on schedule.
+            if let Err(e) = self.rotate_if_due(now) {
+                self.events.push_back(Event::Error(e));
+            }
+        }
         if matches!(self.conn, Conn::Ready)
             && now >= self.last_activity_ms.saturating_add(self.ping_every_ms)
         {
@@ -753,6 +760,25 @@ impl<S: ProfileStore> Engine<S> {
         if plan.is_empty() {
             return Ok(());
         }
+        let prekeys = self.profile.make_prekeys(plan, now_secs(now))?;
+        let req = self.req(Pending::Quiet);
+        self.transmit
+            .push_back(ClientFrame::UploadPreKeys(UploadPreKeys { req, prekeys }));
+        Ok(())
+    }
+
+    fn rotate_if_due(&mut self, now: u64) -> Result<(), ClientError> {
+        let st = self.profile.prekey_state()?;
+        let due = st.signed_at.is_none_or(|t| {
+            now_secs(now).saturating_sub(t) >= crate::crypto_store::SIGNED_PREKEY_ROTATION_SECS
+        });
+        if !due {
+            return Ok(());
+        }
+        let plan = crate::crypto_store::RefillPlan {
+            rotate_signed: true,
+            ..Default::default()
+        };
         let prekeys = self.profile.make_prekeys(plan, now_secs(now))?;
         let req = self.req(Pending::Quiet);
         self.transmit

@@ -515,3 +515,34 @@ fn a_forged_room_change_is_ignored() {
     w.drive();
     assert_eq!(w.texts(c), ["hello", "still here"]);
 }
+
+#[test]
+fn a_long_connection_rotates_the_signed_prekey_weekly() {
+    let mut w = World::new();
+    let a = w.add("alice");
+    let week = spider_client::crypto_store::SIGNED_PREKEY_ROTATION_SECS * 1000;
+    let alice1 = DeviceAddress {
+        user: w.user("alice"),
+        device: DeviceId(1),
+    };
+    let first = w.relay.device(alice1).signed.clone().unwrap();
+    let now = w.now;
+    w.clients[a].engine().handle_timeout(now + week - 1000);
+    let out = w.outgoing(a);
+    assert!(
+        !out.iter()
+            .any(|f| matches!(f, ClientFrame::UploadPreKeys(_)))
+    );
+    w.clients[a].engine().handle_timeout(now + week);
+    let out = w.outgoing(a);
+    let Some(ClientFrame::UploadPreKeys(u)) = out
+        .iter()
+        .find(|f| matches!(f, ClientFrame::UploadPreKeys(_)))
+    else {
+        panic!("no rotation: {out:?}");
+    };
+    let next = u.prekeys.signed_prekey.clone().unwrap();
+    assert_ne!(next.id, first.id);
+    assert!(u.prekeys.last_resort_kem_prekey.is_some());
+    assert!(u.prekeys.one_time_prekeys.is_empty());
+}
