@@ -279,6 +279,11 @@ impl Content {
             Ok((w, [])) => w,
             _ => return Err(ContentError::Malformed),
         };
+        // One encoding per content, as for frames: postcard alone accepts
+        // overlong varints.
+        if !spider_protocol::codec::is_canonical(&wire, rest) {
+            return Err(ContentError::Malformed);
+        }
         let body = match wire.body {
             WireBody::Text { body } => Body::Text {
                 body: body.as_str().to_owned(),
@@ -406,6 +411,21 @@ mod tests {
         unknown.extend_from_slice(&[0, 0, 0, 6]);
         assert_eq!(Content::decode(&unknown), Err(ContentError::Malformed));
         assert_eq!(Content::decode(&[]), Err(ContentError::Empty));
+    }
+
+    #[test]
+    fn non_canonical_encoding_is_refused() {
+        // The sent-at varint of a text message written with a needless
+        // continuation byte decodes in postcard, but is not our encoding.
+        let enc = Content::text(id(1), Timestamp(5), None, "x")
+            .encode()
+            .unwrap();
+        assert_eq!(enc[17], 5, "sent_at follows version and message id");
+        let mut long = enc[..17].to_vec();
+        long.extend_from_slice(&[0x85, 0x00]);
+        long.extend_from_slice(&enc[18..]);
+        assert_eq!(Content::decode(&long), Err(ContentError::Malformed));
+        assert!(Content::decode(&enc).is_ok());
     }
 
     proptest! {

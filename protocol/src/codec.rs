@@ -222,9 +222,11 @@ pub fn decode_body<F: Frame>(body: &[u8]) -> Result<F, DecodeError> {
     Ok(frame)
 }
 
-/// Whether encoding `value` gives exactly `expected`, compared as the
-/// serializer goes, without allocating.
-fn is_canonical<T: Serialize>(value: &T, expected: &[u8]) -> bool {
+/// Whether encoding `value` with postcard gives exactly `expected`, compared
+/// as the serializer goes, without allocating. Decoders of other postcard
+/// formats (the client's message content, say) use it to refuse
+/// non-canonical input as frames do.
+pub fn is_canonical<T: Serialize>(value: &T, expected: &[u8]) -> bool {
     struct Compare<'a> {
         rest: &'a [u8],
     }
