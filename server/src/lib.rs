@@ -39,6 +39,7 @@ use spider_protocol::ErrorCode;
 use spider_protocol::error::ErrorDetail;
 
 pub mod config;
+pub mod logging;
 pub mod server;
 pub mod store;
 pub mod tls;
