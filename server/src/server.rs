@@ -154,6 +154,11 @@ impl RunningRelay {
 /// Serves until `signal` completes, then drains.
 pub async fn run(config: Config, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
     let relay = start(config).await?;
+    // On stdout, for operators and scripts (the process test reads it).
+    println!(
+        "spider-relay listening: quic={} ws={}",
+        relay.quic_addr, relay.ws_addr
+    );
     if let Some(ca) = &relay.ca_pem {
         println!("clients pin this CA certificate: {}", ca.display());
     }

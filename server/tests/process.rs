@@ -1,0 +1,164 @@
+//! The binary as an operator runs it: first start makes development
+//! certificates and prints the CA path; SIGTERM drains (clients get `Drain`),
+//! flushes and exits 0; a restart on the same data directory has the mail.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use spider_protocol::ids::MessageId;
+use spider_protocol::{ClientFrame, ServerFrame};
+
+struct Spawned {
+    child: Child,
+    quic: SocketAddr,
+    ws: SocketAddr,
+    ca_line: String,
+}
+
+fn spawn(data: &Path, config: &Path) -> Spawned {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_spider-relay"))
+        .args(["serve", "--data"])
+        .arg(data)
+        .args([
+            "--quic",
+            "127.0.0.1:0",
+            "--ws",
+            "127.0.0.1:0",
+            "--no-metrics",
+        ])
+        .arg("--config")
+        .arg(config)
+        .env("SPIDER_RELAY_NAME", "env-name.test")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let listening = rx.recv_timeout(PATIENCE).unwrap();
+    let ca_line = rx.recv_timeout(PATIENCE).unwrap();
+    let addr = |key: &str| -> SocketAddr {
+        listening
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    Spawned {
+        quic: addr("quic="),
+        ws: addr("ws="),
+        child,
+        ca_line,
+    }
+}
+
+fn as_test_relay(s: &Spawned, dir: &Path) -> TestRelay {
+    TestRelay {
+        relay: None,
+        dir: tempfile::tempdir_in(dir).unwrap(),
+        quic: s.quic,
+        ws: s.ws,
+        ca: CertificateDer::from_pem_file(dir.join("certs/ca.pem")).unwrap(),
+        name: "env-name.test".into(),
+    }
+}
+
+fn sigterm_and_wait(mut s: Spawned) -> std::process::ExitStatus {
+    let pid = s.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    for _ in 0..200 {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = s.child.kill();
+    panic!("relay did not exit after SIGTERM");
+}
+
+#[tokio::test]
+async fn sigterm_drains_clients_flushes_and_a_restart_keeps_the_mail() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("relay.toml");
+    // The environment's name wins over the file's: auth signatures below
+    // cover "env-name.test" and would not verify under any other name.
+    std::fs::write(
+        &config,
+        "name = \"file-name.test\"\n[limits]\nmailbox_quota = 50\n",
+    )
+    .unwrap();
+
+    let first = spawn(&data, &config);
+    let ca = data.join("certs/ca.pem");
+    assert!(
+        first.ca_line.ends_with(ca.to_str().unwrap()),
+        "{}",
+        first.ca_line
+    );
+    for k in ["ca.key", "relay.key"] {
+        let mode = std::fs::metadata(data.join("certs").join(k))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let relay = as_test_relay(&first, &data);
+    let (_alice, mut a) = register(&relay, Transport::Quic, "alice").await;
+    let (bob, b) = register(&relay, Transport::Ws, "bob").await;
+    b.close().await;
+    let id = MessageId::from_bytes(random());
+    let req = a.req();
+    a.send(direct(req, id, bob.user, &[(bob.device, b"survives")]))
+        .await;
+    assert!(matches!(a.expect().await, ServerFrame::Sent(_)));
+
+    let status = tokio::task::spawn_blocking(move || sigterm_and_wait(first));
+    match a.recv().await {
+        Some(ServerFrame::Drain(_)) => {}
+        f => panic!("expected Drain, got {f:?}"),
+    }
+    assert!(a.closed().await);
+    assert!(status.await.unwrap().success());
+
+    let second = spawn(&data, &config);
+    let relay = as_test_relay(&second, &data);
+    let (mut b, ok) = login(&relay, Transport::Quic, &bob).await;
+    assert_eq!(ok.queued, 1);
+    match b.expect().await {
+        ServerFrame::Deliver(d) => assert_eq!(d.envelope.message_id, id),
+        f => panic!("{f:?}"),
+    }
+    b.send(ClientFrame::Ack(spider_protocol::message::Ack {
+        up_to: spider_protocol::ids::Seq(1),
+    }))
+    .await;
+    let status = tokio::task::spawn_blocking(move || sigterm_and_wait(second));
+    assert!(matches!(b.recv().await, Some(ServerFrame::CaughtUp(_))));
+    assert!(status.await.unwrap().success());
+}
