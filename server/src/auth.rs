@@ -98,7 +98,7 @@ pub(crate) async fn register(
         })?;
     let addr = DeviceAddress { user, device };
     let counts = store_prekeys(shared, checked, addr, &r.prekeys)?;
-    shared.store.flush().await?;
+    shared.flush().await?;
     tracing::info!(user = %user, "account registered");
     Ok((
         Authed {
@@ -178,7 +178,7 @@ pub(crate) async fn add_device(
         device,
     };
     let counts = store_prekeys(shared, checked, addr, &a.prekeys)?;
-    shared.store.flush().await?;
+    shared.flush().await?;
     tracing::info!(user = %a.user, device = device.0, "device added");
     Ok((
         Authed {

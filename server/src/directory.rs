@@ -74,7 +74,7 @@ pub(crate) async fn upload_prekeys(
         )
     })?;
     store_prekeys(shared, checked, me.addr, &u.prekeys)?;
-    shared.store.flush().await?;
+    shared.flush().await?;
     Ok(ServerFrame::Done(Done { req: u.req }))
 }
 
@@ -165,7 +165,7 @@ pub(crate) async fn edit_contact(
             }
             err => Refusal::from(err),
         })?;
-    shared.store.flush().await?;
+    shared.flush().await?;
     Ok(ServerFrame::Done(Done { req: e.req }))
 }
 

@@ -95,7 +95,7 @@ pub(crate) async fn send_direct(
         }
     }
     // Durable before ack (and before anyone can see it).
-    shared.store.flush().await?;
+    shared.flush().await?;
     for (dev, seq, envelope) in to_push {
         if shared.router.push(dev, Push::Deliver { seq, envelope }) == PushOutcome::SlowConsumer {
             tracing::info!(user = %dev.user, device = dev.device.0, "slow consumer disconnected");

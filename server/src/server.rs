@@ -36,6 +36,16 @@ pub(crate) struct Shared {
     pub(crate) next_conn: AtomicU64,
 }
 
+impl Shared {
+    /// Makes every earlier write durable, timing it for the metrics.
+    pub(crate) async fn flush(&self) -> Result<(), crate::store::StoreError> {
+        let start = std::time::Instant::now();
+        let r = self.store.flush().await;
+        crate::metrics::flush_took(start);
+        r
+    }
+}
+
 /// The relay's clock, in milliseconds since the Unix epoch.
 pub(crate) fn now() -> Timestamp {
     Timestamp(
@@ -51,6 +61,8 @@ pub struct RunningRelay {
     pub quic_addr: SocketAddr,
     /// Where WebSocket-over-TLS listens (TCP).
     pub ws_addr: SocketAddr,
+    /// Where Prometheus metrics are served, if they are.
+    pub metrics_addr: Option<SocketAddr>,
     /// The CA certificate clients pin, when the relay made its own.
     pub ca_pem: Option<PathBuf>,
     shutdown: watch::Sender<bool>,
@@ -97,6 +109,11 @@ pub async fn start_with_store(
     let tcp = ws::bind(config.ws).await?;
     let quic_addr = endpoint.local_addr()?;
     let ws_addr = tcp.local_addr()?;
+    let metrics = match config.metrics {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().map(|m| m.local_addr()).transpose()?;
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (done_tx, done) = mpsc::channel(1);
@@ -108,6 +125,9 @@ pub async fn start_with_store(
         router: Arc::new(LocalRouter::new()),
         next_conn: AtomicU64::new(1),
     });
+    if let Some(m) = metrics {
+        tokio::spawn(crate::metrics::serve(m, Shutdown::new(shutdown_rx.clone())));
+    }
     tokio::spawn(quic::run(
         endpoint.clone(),
         shared.clone(),
@@ -127,6 +147,7 @@ pub async fn start_with_store(
     Ok(RunningRelay {
         quic_addr,
         ws_addr,
+        metrics_addr,
         ca_pem,
         shutdown,
         done,
@@ -159,6 +180,9 @@ pub async fn run(config: Config, signal: impl Future<Output = ()>) -> anyhow::Re
         "spider-relay listening: quic={} ws={}",
         relay.quic_addr, relay.ws_addr
     );
+    if let Some(m) = relay.metrics_addr {
+        println!("metrics: http://{m}/metrics");
+    }
     if let Some(ca) = &relay.ca_pem {
         println!("clients pin this CA certificate: {}", ca.display());
     }

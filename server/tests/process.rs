@@ -17,11 +17,22 @@ use rustls::pki_types::pem::PemObject;
 use spider_protocol::ids::MessageId;
 use spider_protocol::{ClientFrame, ServerFrame};
 
+/// A relay process, killed if the test fails before it stops it.
 struct Spawned {
     child: Child,
     quic: SocketAddr,
     ws: SocketAddr,
     ca_line: String,
+    metrics: SocketAddr,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 fn spawn(data: &Path, config: &Path) -> Spawned {
@@ -33,7 +44,8 @@ fn spawn(data: &Path, config: &Path) -> Spawned {
             "127.0.0.1:0",
             "--ws",
             "127.0.0.1:0",
-            "--no-metrics",
+            "--metrics",
+            "127.0.0.1:0",
         ])
         .arg("--config")
         .arg(config)
@@ -53,21 +65,36 @@ fn spawn(data: &Path, config: &Path) -> Spawned {
             }
         }
     });
-    let listening = rx.recv_timeout(PATIENCE).unwrap();
-    let ca_line = rx.recv_timeout(PATIENCE).unwrap();
-    let addr = |key: &str| -> SocketAddr {
-        listening
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(key))
-            .unwrap()
+    // Everything that can fail before the guard exists kills the child first.
+    let parsed = (|| {
+        let listening = rx.recv_timeout(PATIENCE).ok()?;
+        let metrics_line = rx.recv_timeout(PATIENCE).ok()?;
+        let ca_line = rx.recv_timeout(PATIENCE).ok()?;
+        let addr = |key: &str| -> Option<SocketAddr> {
+            listening
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(key))?
+                .parse()
+                .ok()
+        };
+        let metrics = metrics_line
+            .strip_prefix("metrics: http://")?
+            .strip_suffix("/metrics")?
             .parse()
-            .unwrap()
+            .ok()?;
+        Some((addr("quic=")?, addr("ws=")?, metrics, ca_line))
+    })();
+    let Some((quic, ws, metrics, ca_line)) = parsed else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("relay did not print its addresses");
     };
     Spawned {
-        quic: addr("quic="),
-        ws: addr("ws="),
         child,
+        quic,
+        ws,
         ca_line,
+        metrics,
     }
 }
 
@@ -82,7 +109,20 @@ fn as_test_relay(s: &Spawned, dir: &Path) -> TestRelay {
     }
 }
 
+fn scrape(addr: SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out
+}
+
 fn sigterm_and_wait(mut s: Spawned) -> std::process::ExitStatus {
+    // (Drop kills the process if it has not exited by the end.)
     let pid = s.child.id().to_string();
     assert!(
         Command::new("kill")
@@ -97,7 +137,6 @@ fn sigterm_and_wait(mut s: Spawned) -> std::process::ExitStatus {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let _ = s.child.kill();
     panic!("relay did not exit after SIGTERM");
 }
 
@@ -137,6 +176,14 @@ async fn sigterm_drains_clients_flushes_and_a_restart_keeps_the_mail() {
     a.send(direct(req, id, bob.user, &[(bob.device, b"survives")]))
         .await;
     assert!(matches!(a.expect().await, ServerFrame::Sent(_)));
+
+    let m = scrape(first.metrics);
+    assert!(m.contains("spider_envelopes_in_total 1"), "{m}");
+    assert!(
+        m.contains("spider_connections{transport=\"quic\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("spider_store_flush_seconds_count"), "{m}");
 
     let status = tokio::task::spawn_blocking(move || sigterm_and_wait(first));
     match a.recv().await {
