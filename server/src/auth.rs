@@ -5,7 +5,10 @@
 //! (see [`crate::verify::auth`]). Everything is verified before anything is
 //! stored.
 
+use std::net::IpAddr;
+
 use spider_protocol::ErrorCode;
+use spider_protocol::error::ErrorDetail;
 use spider_protocol::ids::{DeviceAddress, DeviceId, UserId};
 use spider_protocol::keys::{IdentityKeys, PreKeyCounts, PreKeyUpload};
 use spider_protocol::message::{AddDevice, Login, Register};
@@ -25,6 +28,8 @@ pub(crate) struct Binding {
     pub(crate) exporter: [u8; 32],
     /// The challenge sent in `Welcome`.
     pub(crate) challenge: [u8; 32],
+    /// The client's address, for registration limits.
+    pub(crate) peer: IpAddr,
 }
 
 /// An authenticated device.
@@ -84,6 +89,16 @@ pub(crate) async fn register(
     b: &Binding,
     r: Register,
 ) -> Result<(Authed, PreKeyCounts), Refusal> {
+    // Before any signature work: attempts count, successful or not.
+    if let Some(wait) = shared.rate.register(b.peer) {
+        return Err(Refusal {
+            code: ErrorCode::REGISTRATION_LIMITED,
+            message: "too many registrations from this address",
+            detail: ErrorDetail::RetryAfter {
+                ms: crate::ratelimit::retry_ms(wait),
+            },
+        });
+    }
     let checked = check_new_device(&r.identity, &r.prekeys)?;
     let _auth = check_auth(b, &r.identity, &r.auth.0)?;
     let user = random_user_id()?;

@@ -167,6 +167,27 @@ pub struct Limits {
     /// QUIC transport idle timeout, in milliseconds. 120 s: longer than the
     /// application's `idle_timeout_ms`, so the relay's error frame wins.
     pub quic_idle_timeout_ms: u64,
+    /// Frames per second one connection may send, sustained. 50: far above
+    /// a person typing, enough for a bot; more is refused with
+    /// `RATE_LIMITED` and a retry delay.
+    pub requests_per_second: u32,
+    /// Frames one connection may send in a burst. 100: a client catching up
+    /// (acks, prekey refills, a backlog of sends) is not throttled.
+    pub request_burst: u32,
+    /// Prekey fetches per minute per requesting account. 60: each fetch
+    /// consumes the target's one-time prekeys, so draining them is the
+    /// attack; starting sessions with a whole contact list is the use.
+    pub prekey_fetches_per_minute: u32,
+    /// Prekey fetches in a burst. 30.
+    pub prekey_fetch_burst: u32,
+    /// Registrations per hour per IP address. 20: a household or an office
+    /// behind one address can sign up; a script cannot claim names in bulk.
+    pub registrations_per_hour: u32,
+    /// Registrations in a burst per IP address. 5.
+    pub registration_burst: u32,
+    /// Connections one IP address may hold. 256: generous for NAT, small
+    /// against one host exhausting `max_connections`.
+    pub max_connections_per_ip: usize,
     /// Milliseconds a draining relay tells clients to wait before
     /// reconnecting. 1 s plus the client's own jitter.
     pub drain_reconnect_after_ms: u32,
@@ -198,6 +219,13 @@ impl Default for Limits {
             quic_connection_window: 1024 * 1024,
             quic_send_window: 1024 * 1024,
             quic_idle_timeout_ms: 120_000,
+            requests_per_second: 50,
+            request_burst: 100,
+            prekey_fetches_per_minute: 60,
+            prekey_fetch_burst: 30,
+            registrations_per_hour: 20,
+            registration_burst: 5,
+            max_connections_per_ip: 256,
             drain_reconnect_after_ms: 1_000,
             drain_grace_ms: 5_000,
         }
@@ -226,6 +254,24 @@ impl Limits {
         }
         if self.max_contacts > spider_protocol::message::MAX_CONTACTS {
             return bad("limits.max_contacts", "must be at most MAX_CONTACTS");
+        }
+        for (key, v) in [
+            ("limits.requests_per_second", self.requests_per_second),
+            ("limits.request_burst", self.request_burst),
+            (
+                "limits.prekey_fetches_per_minute",
+                self.prekey_fetches_per_minute,
+            ),
+            ("limits.prekey_fetch_burst", self.prekey_fetch_burst),
+            ("limits.registrations_per_hour", self.registrations_per_hour),
+            ("limits.registration_burst", self.registration_burst),
+        ] {
+            if v == 0 {
+                return bad(key, "rates must be at least 1");
+            }
+        }
+        if self.max_connections_per_ip == 0 {
+            return bad("limits.max_connections_per_ip", "must be at least 1");
         }
         if self.ws_read_buffer_size < 256 {
             return bad("limits.ws_read_buffer_size", "must be at least 256");
@@ -338,9 +384,15 @@ impl Config {
         Ok(c)
     }
 
-    /// A configuration for tests: loopback, port 0 everywhere, no metrics.
+    /// A configuration for tests: loopback, port 0 everywhere, no metrics,
+    /// and registration limits lifted (every test client shares 127.0.0.1).
     pub fn for_tests(data: PathBuf) -> Self {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let limits = Limits {
+            registrations_per_hour: 100_000,
+            registration_burst: 10_000,
+            ..Limits::default()
+        };
         Self {
             name: DEFAULT_NAME.to_owned(),
             quic: any,
@@ -349,7 +401,7 @@ impl Config {
             data,
             cert: None,
             allowed_origins: Vec::new(),
-            limits: Limits::default(),
+            limits,
         }
     }
 }

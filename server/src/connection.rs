@@ -15,6 +15,7 @@
 //! so that no request can reach an unauthenticated connection's handlers.
 
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -112,6 +113,7 @@ pub(crate) async fn serve<S: FrameSink>(
     mut inbound: mpsc::Receiver<Inbound>,
     exporter: [u8; 32],
     transport: &'static str,
+    peer: SocketAddr,
     mut shutdown: Shutdown,
 ) {
     let _guard = metrics::ConnectionGuard::new(transport);
@@ -123,7 +125,7 @@ pub(crate) async fn serve<S: FrameSink>(
         Drain,
     }
     let hs = tokio::select! {
-        r = handshake(&shared, &mut sink, &mut inbound, exporter) => Handshake::Done(r),
+        r = handshake(&shared, &mut sink, &mut inbound, exporter, peer.ip()) => Handshake::Done(r),
         () = sleep_until(deadline) => Handshake::Timeout,
         () = shutdown.wait() => Handshake::Drain,
     };
@@ -171,6 +173,7 @@ async fn handshake<S: FrameSink>(
     sink: &mut S,
     inbound: &mut mpsc::Receiver<Inbound>,
     exporter: [u8; 32],
+    peer: IpAddr,
 ) -> Result<(Authed, PreKeyCounts, RequestId), End> {
     let hello: Hello = match inbound.recv().await {
         Some(Inbound::Frame(f)) if matches!(*f, ClientFrame::Hello(_)) => match *f {
@@ -200,6 +203,7 @@ async fn handshake<S: FrameSink>(
         relay_name: shared.config.name.clone(),
         exporter,
         challenge,
+        peer,
     };
     let welcome = ServerFrame::Welcome(Welcome {
         version,
@@ -348,6 +352,7 @@ async fn signed_in<S: FrameSink>(
     let mut ticker = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut nonce = 0u64;
+    let frames = shared.rate.connection();
     loop {
         tokio::select! {
             biased;
@@ -365,7 +370,11 @@ async fn signed_in<S: FrameSink>(
                 Some(Inbound::Bad(code)) => return fatal(sink, code, bad_frame_message(code)).await,
                 Some(Inbound::Frame(f)) => {
                     last_rx = Instant::now();
-                    if let Err(end) = handle(shared, sink, me, *f).await {
+                    let r = match shared.rate.frame(&frames) {
+                        None => handle(shared, sink, me, *f).await,
+                        Some(wait) => rate_limited(sink, &f, wait).await,
+                    };
+                    if let Err(end) = r {
                         return end;
                     }
                 }
@@ -460,7 +469,7 @@ async fn handle<S: FrameSink>(
         }
         ClientFrame::FetchPreKeys(f) => {
             let req = f.req;
-            reply(sink, req, directory::fetch_prekeys(shared, f)).await
+            reply(sink, req, directory::fetch_prekeys(shared, me, f)).await
         }
         ClientFrame::UploadPreKeys(u) => {
             let req = u.req;
@@ -522,6 +531,54 @@ async fn handle<S: FrameSink>(
         ClientFrame::Hello(_) => Err(fatal(sink, ErrorCode::UNEXPECTED_FRAME, "hello again").await),
         _ => Err(fatal(sink, ErrorCode::UNEXPECTED_FRAME, "unexpected frame").await),
     }
+}
+
+/// The request id of a frame, if it has one.
+fn req_of(f: &ClientFrame) -> Option<RequestId> {
+    Some(match f {
+        ClientFrame::Register(x) => x.req,
+        ClientFrame::Login(x) => x.req,
+        ClientFrame::AddDevice(x) => x.req,
+        ClientFrame::UploadPreKeys(x) => x.req,
+        ClientFrame::FetchPreKeys(x) => x.req,
+        ClientFrame::LookupUser(x) => x.req,
+        ClientFrame::SendDirect(x) => x.req,
+        ClientFrame::SendRoom(x) => x.req,
+        ClientFrame::ChangeRoom(x) => x.req,
+        ClientFrame::GetRoom(x) => x.req,
+        ClientFrame::ResolveLink(x) => x.req,
+        ClientFrame::ListRooms(x) => x.req,
+        ClientFrame::EditContact(x) => x.req,
+        ClientFrame::ListContacts(x) => x.req,
+        ClientFrame::SetProfile(x) => x.req,
+        ClientFrame::GetProfile(x) => x.req,
+        ClientFrame::BlobUploadStart(x) => x.req,
+        ClientFrame::BlobUploadFinish(x) => x.req,
+        ClientFrame::BlobDownload(x) => x.req,
+        _ => return None,
+    })
+}
+
+/// A frame over the connection's rate: a request fails with
+/// `RATE_LIMITED` and a retry delay; anything else (acks, pongs,
+/// ephemerals, presence) is dropped, which the client's next frame repairs.
+async fn rate_limited<S: FrameSink>(
+    sink: &mut S,
+    f: &ClientFrame,
+    wait: Duration,
+) -> Result<(), End> {
+    let Some(req) = req_of(f) else {
+        metrics::rejection(ErrorCode::RATE_LIMITED);
+        return Ok(());
+    };
+    let r = Refusal {
+        code: ErrorCode::RATE_LIMITED,
+        message: "too many requests; slow down",
+        detail: ErrorDetail::RetryAfter {
+            ms: crate::ratelimit::retry_ms(wait),
+        },
+    };
+    reply(sink, req, Err(r)).await
 }
 
 fn already() -> Refusal {

@@ -2,6 +2,7 @@
 //! authenticated device.
 
 use spider_protocol::bytes::BoundedVec;
+use spider_protocol::error::ErrorDetail;
 use spider_protocol::ids::{DeviceAddress, UserId};
 use spider_protocol::keys::{PreKeyCounts, PreKeyUpload};
 use spider_protocol::message::{
@@ -80,7 +81,20 @@ pub(crate) async fn upload_prekeys(
 
 /// `FetchPreKeys`: one bundle per device asked for, each one-time prekey
 /// handed out once. Owners that run low are told.
-pub(crate) fn fetch_prekeys(shared: &Shared, f: FetchPreKeys) -> Result<ServerFrame, Refusal> {
+pub(crate) fn fetch_prekeys(
+    shared: &Shared,
+    me: &Authed,
+    f: FetchPreKeys,
+) -> Result<ServerFrame, Refusal> {
+    if let Some(wait) = shared.rate.prekey_fetch(me.addr.user) {
+        return Err(Refusal {
+            code: ErrorCode::PREKEY_FETCH_LIMITED,
+            message: "too many prekey fetches",
+            detail: ErrorDetail::RetryAfter {
+                ms: crate::ratelimit::retry_ms(wait),
+            },
+        });
+    }
     let account = shared
         .store
         .account(f.user)?

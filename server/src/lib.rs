@@ -50,6 +50,7 @@ mod directory;
 mod listener;
 mod mailbox;
 mod metrics;
+mod ratelimit;
 mod router;
 mod shutdown;
 mod verify;

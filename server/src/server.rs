@@ -19,6 +19,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::config::Config;
 use crate::listener::{quic, ws};
+use crate::ratelimit::RateLimits;
 use crate::router::{LocalRouter, Router};
 use crate::shutdown::Shutdown;
 use crate::store::{SledStore, Store};
@@ -34,6 +35,8 @@ pub(crate) struct Shared {
     pub(crate) router: Arc<dyn Router>,
     /// Connection ids, for routes.
     pub(crate) next_conn: AtomicU64,
+    /// Rate limits and per-address connection counts.
+    pub(crate) rate: Arc<RateLimits>,
 }
 
 impl Shared {
@@ -119,11 +122,23 @@ pub async fn start_with_store(
     let (done_tx, done) = mpsc::channel(1);
     let limit = Arc::new(Semaphore::new(config.limits.max_connections));
     let grace = Duration::from_millis(config.limits.drain_grace_ms);
+    let rate = Arc::new(RateLimits::new(&config.limits));
     let shared = Arc::new(Shared {
+        rate: rate.clone(),
         config,
         store: store.clone(),
         router: Arc::new(LocalRouter::new()),
         next_conn: AtomicU64::new(1),
+    });
+    let mut house = Shutdown::new(shutdown_rx.clone());
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = every.tick() => rate.housekeeping(),
+                () = house.wait() => return,
+            }
+        }
     });
     if let Some(m) = metrics {
         tokio::spawn(crate::metrics::serve(m, Shutdown::new(shutdown_rx.clone())));

@@ -65,6 +65,11 @@ pub(crate) async fn run(
             let _ = incoming.retry();
             continue;
         }
+        let Some(slot) = shared.rate.open(incoming.remote_address().ip()) else {
+            crate::metrics::rejection(spider_protocol::ErrorCode::TOO_MANY_CONNECTIONS);
+            incoming.refuse();
+            continue;
+        };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             crate::metrics::rejection(spider_protocol::ErrorCode::TOO_MANY_CONNECTIONS);
             incoming.refuse();
@@ -75,6 +80,7 @@ pub(crate) async fn run(
         let done = done.clone();
         tokio::spawn(async move {
             handle(incoming, shared, shutdown, permit).await;
+            drop(slot);
             drop(done);
         });
     }
@@ -118,7 +124,8 @@ async fn handle(
         conn: conn.clone(),
         send,
     };
-    connection::serve(shared, sink, rx, exporter, "quic", shutdown).await;
+    let peer = conn.remote_address();
+    connection::serve(shared, sink, rx, exporter, "quic", peer, shutdown).await;
     reader.abort();
     conn.close(CLOSE_OK.into(), b"bye");
 }

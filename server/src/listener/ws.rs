@@ -56,7 +56,7 @@ pub(crate) async fn run(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     loop {
-        let (tcp, _peer) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -67,6 +67,11 @@ pub(crate) async fn run(
                 }
             },
             () = shutdown.wait() => break,
+        };
+        let Some(slot) = shared.rate.open(peer.ip()) else {
+            crate::metrics::rejection(ErrorCode::TOO_MANY_CONNECTIONS);
+            drop(tcp);
+            continue;
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             crate::metrics::rejection(ErrorCode::TOO_MANY_CONNECTIONS);
@@ -79,7 +84,8 @@ pub(crate) async fn run(
         let shutdown = shutdown.clone();
         let done = done.clone();
         tokio::spawn(async move {
-            handle(tcp, acceptor, shared, shutdown, permit).await;
+            handle(tcp, peer, acceptor, shared, shutdown, permit).await;
+            drop(slot);
             drop(done);
         });
     }
@@ -116,6 +122,7 @@ fn check_upgrade(
 #[allow(clippy::result_large_err)] // the upgrade callback, as above
 async fn handle(
     tcp: TcpStream,
+    peer: SocketAddr,
     acceptor: TlsAcceptor,
     shared: Arc<Shared>,
     shutdown: Shutdown,
@@ -151,7 +158,7 @@ async fn handle(
     let (sink, stream) = ws.split();
     let (tx, rx) = mpsc::channel(shared.config.limits.inbound_queue);
     let reader = tokio::spawn(read_frames(stream, tx));
-    connection::serve(shared, WsSink { sink }, rx, exporter, "ws", shutdown).await;
+    connection::serve(shared, WsSink { sink }, rx, exporter, "ws", peer, shutdown).await;
     reader.abort();
 }
 

@@ -176,10 +176,13 @@ impl Client {
             Transport::Ws => {
                 let tcp = TcpStream::connect(relay.ws).await.unwrap();
                 let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
-                let stream = connector
-                    .connect(ServerName::try_from("localhost").unwrap(), tcp)
-                    .await
-                    .unwrap();
+                let stream = tokio::time::timeout(
+                    PATIENCE,
+                    connector.connect(ServerName::try_from("localhost").unwrap(), tcp),
+                )
+                .await
+                .unwrap()
+                .map_err(|e| e.to_string())?;
                 let exporter = stream
                     .get_ref()
                     .1
@@ -318,7 +321,7 @@ impl Client {
         match self.conn {
             Conn::Quic { conn, .. } => conn.close(0u32.into(), b"bye"),
             Conn::Ws(mut ws) => {
-                let _ = ws.close(None).await;
+                let _ = WebSocketStream::close(&mut *ws, None).await;
             }
         }
     }
