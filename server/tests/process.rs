@@ -209,3 +209,44 @@ async fn sigterm_drains_clients_flushes_and_a_restart_keeps_the_mail() {
     assert!(matches!(b.recv().await, Some(ServerFrame::CaughtUp(_))));
     assert!(status.await.unwrap().success());
 }
+
+#[tokio::test]
+async fn kill_9_loses_nothing_that_was_acked_with_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("relay.toml");
+    std::fs::write(&config, "").unwrap();
+
+    let mut first = spawn(&data, &config);
+    let relay = as_test_relay(&first, &data);
+    let (_alice, mut a) = register(&relay, Transport::Quic, "alice").await;
+    let (bob, b) = register(&relay, Transport::Ws, "bob").await;
+    b.close().await;
+    let mut ids = Vec::new();
+    for i in 0..20u8 {
+        let id = MessageId::from_bytes(random());
+        let req = a.req();
+        a.send(direct(req, id, bob.user, &[(bob.device, &[i; 100])]))
+            .await;
+        assert!(matches!(a.expect().await, ServerFrame::Sent(_)));
+        ids.push(id);
+    }
+    // No drain, no flush: the process dies at once.
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    drop(a);
+
+    let second = spawn(&data, &config);
+    let relay = as_test_relay(&second, &data);
+    let (mut b, ok) = login(&relay, Transport::Quic, &bob).await;
+    assert_eq!(ok.queued, 20);
+    for id in &ids {
+        assert!(
+            matches!(b.expect().await, ServerFrame::Deliver(d) if d.envelope.message_id == *id)
+        );
+    }
+    assert!(matches!(b.expect().await, ServerFrame::CaughtUp(_)));
+    b.close().await;
+    let status = tokio::task::spawn_blocking(move || sigterm_and_wait(second));
+    assert!(status.await.unwrap().success());
+}
