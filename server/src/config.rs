@@ -188,6 +188,11 @@ pub struct Limits {
     /// Connections one IP address may hold. 256: generous for NAT, small
     /// against one host exhausting `max_connections`.
     pub max_connections_per_ip: usize,
+    /// Milliseconds the relay remembers a delivered message's id, so that a
+    /// late retransmission is acked but not delivered again. 7 days: a
+    /// sender retries until it sees `Sent`, and a device may be offline for
+    /// days with retries queued; clients also deduplicate by message id.
+    pub dedup_retention_ms: u64,
     /// Milliseconds a draining relay tells clients to wait before
     /// reconnecting. 1 s plus the client's own jitter.
     pub drain_reconnect_after_ms: u32,
@@ -226,6 +231,7 @@ impl Default for Limits {
             registrations_per_hour: 20,
             registration_burst: 5,
             max_connections_per_ip: 256,
+            dedup_retention_ms: 7 * 24 * 3600 * 1000,
             drain_reconnect_after_ms: 1_000,
             drain_grace_ms: 5_000,
         }

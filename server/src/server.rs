@@ -123,6 +123,8 @@ pub async fn start_with_store(
     let limit = Arc::new(Semaphore::new(config.limits.max_connections));
     let grace = Duration::from_millis(config.limits.drain_grace_ms);
     let rate = Arc::new(RateLimits::new(&config.limits));
+    let retention = config.limits.dedup_retention_ms;
+    let prune_store = store.clone();
     let shared = Arc::new(Shared {
         rate: rate.clone(),
         config,
@@ -133,9 +135,20 @@ pub async fn start_with_store(
     let mut house = Shutdown::new(shutdown_rx.clone());
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(60));
+        let mut hourly = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tokio::select! {
                 _ = every.tick() => rate.housekeeping(),
+                _ = hourly.tick() => {
+                    let before = Timestamp(now().0.saturating_sub(retention));
+                    // A full scan of the index: off the async workers.
+                    let store = prune_store.clone();
+                    match tokio::task::spawn_blocking(move || store.prune_dedup(before)).await {
+                        Ok(Ok(n)) => tracing::debug!(pruned = n, "dedup index pruned"),
+                        Ok(Err(e)) => tracing::warn!(error = %e, "dedup prune failed"),
+                        Err(_) => tracing::warn!("dedup prune task failed"),
+                    }
+                }
                 () = house.wait() => return,
             }
         }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
-use spider_protocol::ids::{DeviceAddress, DeviceId, MessageId, Seq, UserId};
+use spider_protocol::ids::{DeviceAddress, DeviceId, MessageId, Seq, Timestamp, UserId};
 use spider_protocol::keys::{
     IdentityKeys, KemPreKey, OneTimePreKey, PreKeyBundle, PreKeyCounts, SignedPreKey,
 };
@@ -25,7 +25,8 @@ struct DeviceKeys {
 struct Mailbox {
     high: u64,
     envelopes: BTreeMap<u64, Envelope>,
-    seen: HashMap<MessageId, u64>,
+    /// Message id to (seq, stored at).
+    seen: HashMap<MessageId, (u64, u64)>,
 }
 
 #[derive(Default)]
@@ -204,7 +205,7 @@ impl Store for MemStore {
     ) -> Result<Enqueued, StoreError> {
         let mut g = self.lock();
         let mb = g.mailboxes.entry(dev).or_default();
-        if let Some(seq) = mb.seen.get(&message_id) {
+        if let Some((seq, _)) = mb.seen.get(&message_id) {
             return Ok(Enqueued::Duplicate(Seq(*seq)));
         }
         if mb.envelopes.len() as u64 >= quota {
@@ -213,7 +214,7 @@ impl Store for MemStore {
         mb.high += 1;
         let seq = mb.high;
         mb.envelopes.insert(seq, envelope.clone());
-        mb.seen.insert(message_id, seq);
+        mb.seen.insert(message_id, (seq, envelope.sent_at.0));
         Ok(Enqueued::Stored(Seq(seq)))
     }
 
@@ -265,6 +266,19 @@ impl Store for MemStore {
         let removed = mb.envelopes.len() as u64;
         mb.envelopes = keep;
         Ok(removed)
+    }
+
+    fn prune_dedup(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let mut g = self.lock();
+        let mut n = 0;
+        for mb in g.mailboxes.values_mut() {
+            let envelopes = &mb.envelopes;
+            let len = mb.seen.len();
+            mb.seen
+                .retain(|_, (seq, at)| *at >= before.0 || envelopes.contains_key(seq));
+            n += (len - mb.seen.len()) as u64;
+        }
+        Ok(n)
     }
 
     fn set_contact(

@@ -20,7 +20,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
-use spider_protocol::ids::{DeviceAddress, DeviceId, MessageId, Seq, UserId};
+use spider_protocol::ids::{DeviceAddress, DeviceId, MessageId, Seq, Timestamp, UserId};
 use spider_protocol::keys::{
     IdentityKeys, KemPreKey, OneTimePreKey, PreKeyBundle, PreKeyCounts, SignedPreKey,
 };
@@ -175,6 +175,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<(Seq, Envelope)>, StoreError>;
     /// Deletes every envelope with `seq <= up_to`; returns how many.
     fn ack(&self, dev: DeviceAddress, up_to: Seq) -> Result<u64, StoreError>;
+    /// Forgets message ids stored before `before` whose envelopes are gone
+    /// (acked), so the dedup index does not grow forever; returns how many.
+    /// A retransmission after that is stored and delivered again.
+    fn prune_dedup(&self, before: Timestamp) -> Result<u64, StoreError>;
 
     /// Adds or removes a contact, keeping at most `max` per account.
     fn set_contact(
@@ -205,7 +209,7 @@ pub(crate) mod tests {
     use std::sync::Arc;
 
     use spider_protocol::bytes::{BoundedBytes, FixedBytes};
-    use spider_protocol::ids::{PreKeyId, Timestamp};
+    use spider_protocol::ids::PreKeyId;
     use spider_protocol::message::EnvelopeBody;
 
     use super::*;
@@ -419,6 +423,34 @@ pub(crate) mod tests {
             // Re-uploading an id it holds replaces it and does not count twice.
             s.add_one_time_prekeys(dev, &otks[..1], &[], 4).unwrap();
             assert_eq!(s.prekey_counts(dev).unwrap().one_time, 4);
+        }
+    }
+
+    #[test]
+    fn dedup_entries_of_acked_envelopes_are_pruned_after_retention() {
+        for (kind, s, _dir) in all_stores() {
+            let dev = DeviceAddress {
+                user: UserId::from_bytes([1; 16]),
+                device: DeviceId(1),
+            };
+            let m = |n| MessageId::from_bytes([n; 16]);
+            // envelope(n) is stored at Timestamp(1).
+            s.enqueue(dev, m(1), &envelope(1), 10).unwrap();
+            s.enqueue(dev, m(2), &envelope(2), 10).unwrap();
+            s.ack(dev, Seq(1)).unwrap();
+            // Too recent: nothing goes.
+            assert_eq!(s.prune_dedup(Timestamp(1)).unwrap(), 0, "{kind}");
+            // Old enough: the acked one goes, the waiting one stays.
+            assert_eq!(s.prune_dedup(Timestamp(2)).unwrap(), 1, "{kind}");
+            assert_eq!(
+                s.enqueue(dev, m(2), &envelope(2), 10).unwrap(),
+                Enqueued::Duplicate(Seq(2))
+            );
+            assert_eq!(
+                s.enqueue(dev, m(1), &envelope(1), 10).unwrap(),
+                Enqueued::Stored(Seq(3)),
+                "{kind}"
+            );
         }
     }
 

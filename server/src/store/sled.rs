@@ -14,7 +14,7 @@
 //! | `one_time_prekeys`     | dev (20) ‖ prekey id (u32 BE)| X25519 public (32)                  |
 //! | `one_time_kem_prekeys` | dev (20) ‖ prekey id (u32 BE)| postcard `KemPreKey`                |
 //! | `mailbox`              | dev (20) ‖ seq (u64 BE)      | postcard `Envelope`                 |
-//! | `mailbox_ids`          | dev (20) ‖ message id (16)   | seq (u64 BE)                        |
+//! | `mailbox_ids`          | dev (20) ‖ message id (16)   | seq (u64 BE) ‖ stored at (u64 BE, ms) |
 //! | `mailbox_meta`         | dev (20)                     | highest seq (u64 BE) ‖ count (u64 BE) |
 //! | `contacts`             | user id (16) ‖ contact (16)  | empty                               |
 //!
@@ -23,8 +23,8 @@
 //! so two fetches can never both get one key.
 //!
 //! `mailbox_ids` entries outlive the envelope they index, so that a
-//! retransmission arriving after the recipient acked is still recognised.
-//! They are not yet pruned (see the report: a retention sweep is to come).
+//! retransmission arriving after the recipient acked is still recognised,
+//! until [`Store::prune_dedup`] forgets them after the retention period.
 //!
 //! # Durability
 //!
@@ -41,7 +41,7 @@ use std::path::Path;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use spider_protocol::bytes::FixedBytes;
-use spider_protocol::ids::{DeviceAddress, DeviceId, MessageId, PreKeyId, Seq, UserId};
+use spider_protocol::ids::{DeviceAddress, DeviceId, MessageId, PreKeyId, Seq, Timestamp, UserId};
 use spider_protocol::keys::{
     IdentityKeys, KemPreKey, OneTimePreKey, PreKeyBundle, PreKeyCounts, SignedPreKey,
 };
@@ -367,6 +367,7 @@ impl Store for SledStore {
         let prefix = device_key(dev);
         let id_key = keyed(&prefix, message_id.as_bytes());
         let value = encode(envelope, "mailbox")?;
+        let stored_at = envelope.sent_at.0;
         (&self.mailbox_meta, &self.mailbox, &self.mailbox_ids)
             .transaction(|(meta_t, mailbox, ids)| {
                 if let Some(seq) = ids.get(&id_key)? {
@@ -381,7 +382,7 @@ impl Store for SledStore {
                 }
                 let seq = high + 1;
                 mailbox.insert(keyed(&prefix, &seq.to_be_bytes()), value.as_slice())?;
-                ids.insert(id_key.as_slice(), &seq.to_be_bytes()[..])?;
+                ids.insert(id_key.as_slice(), &meta(seq, stored_at)[..])?;
                 meta_t.insert(&prefix[..], &meta(seq, count + 1)[..])?;
                 Ok(Enqueued::Stored(Seq(seq)))
             })
@@ -462,6 +463,33 @@ impl Store for SledStore {
                 })
                 .map_err(tx_err)?;
         }
+    }
+
+    fn prune_dedup(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for item in self.mailbox_ids.iter() {
+            let (k, v) = item.map_err(backend)?;
+            if u64_at(&v, 8) >= before.0 {
+                continue;
+            }
+            let Some(dev) = k.get(..20) else {
+                continue;
+            };
+            let envelope_key = keyed(dev, &u64_at(&v, 0).to_be_bytes());
+            if self.mailbox.contains_key(envelope_key).map_err(backend)? {
+                continue;
+            }
+            // Only if unchanged since read: a concurrent enqueue wins.
+            if self
+                .mailbox_ids
+                .compare_and_swap(&k, Some(&v), None::<&[u8]>)
+                .map_err(backend)?
+                .is_ok()
+            {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     fn set_contact(
