@@ -91,24 +91,28 @@ fn year_now() -> i32 {
     1970 + (secs / 31_556_952) as i32
 }
 
-/// Makes a CA and a relay certificate for `name` in `dir`: `ca.pem`,
-/// `ca.key`, `relay.pem`, `relay.key` (key files mode 0600). The relay
-/// certificate names `localhost`, `127.0.0.1`, `::1` and `name`.
-pub fn generate(dir: &Path, name: &str) -> Result<CertFiles, TlsError> {
-    fs::create_dir_all(dir).map_err(io(dir))?;
-    let year = year_now();
-
-    let ca_key = KeyPair::generate()?;
+/// The development CA's parameters. Constant (the name is not in it), so
+/// that a relay certificate for a new name can be issued by the CA already
+/// on disk, which clients may have pinned.
+fn ca_params(year: i32) -> Result<CertificateParams, TlsError> {
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.distinguished_name
-        .push(DnType::CommonName, format!("Spider relay CA ({name})"));
+        .push(DnType::CommonName, "Spider relay development CA");
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     ca.not_before = rcgen::date_time_ymd(year - 1, 1, 1);
     ca.not_after = rcgen::date_time_ymd(year + 10, 1, 1);
-    let ca_cert = ca.self_signed(&ca_key)?;
-    let issuer = Issuer::new(ca, &ca_key);
+    Ok(ca)
+}
 
+/// Issues `relay.pem` / `relay.key` for `name` under `issuer`, and records
+/// the name in `relay.name`.
+fn issue_relay(
+    dir: &Path,
+    name: &str,
+    issuer: &Issuer<'_, &KeyPair>,
+    year: i32,
+) -> Result<CertFiles, TlsError> {
     let mut sans = vec![
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),
@@ -124,29 +128,53 @@ pub fn generate(dir: &Path, name: &str) -> Result<CertFiles, TlsError> {
     relay.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     relay.not_before = rcgen::date_time_ymd(year - 1, 1, 1);
     relay.not_after = rcgen::date_time_ymd(year + 2, 1, 1);
-    let relay_cert = relay.signed_by(&relay_key, &issuer)?;
-
+    let relay_cert = relay.signed_by(&relay_key, issuer)?;
     let files = CertFiles {
         ca: Some(dir.join("ca.pem")),
         cert: dir.join("relay.pem"),
         key: dir.join("relay.key"),
     };
-    write_file(&dir.join("ca.key"), &ca_key.serialize_pem(), true)?;
     write_file(&files.key, &relay_key.serialize_pem(), true)?;
-    write_file(&dir.join("ca.pem"), &ca_cert.pem(), false)?;
     write_file(&files.cert, &relay_cert.pem(), false)?;
+    write_file(&dir.join("relay.name"), name, false)?;
     Ok(files)
 }
 
-/// The development certificates under `dir`, made on first use.
+/// Makes a CA and a relay certificate for `name` in `dir`: `ca.pem`,
+/// `ca.key`, `relay.pem`, `relay.key` (key files mode 0600). The relay
+/// certificate names `localhost`, `127.0.0.1`, `::1` and `name`.
+pub fn generate(dir: &Path, name: &str) -> Result<CertFiles, TlsError> {
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let year = year_now();
+    let ca_key = KeyPair::generate()?;
+    let ca = ca_params(year)?;
+    let ca_cert = ca.self_signed(&ca_key)?;
+    write_file(&dir.join("ca.key"), &ca_key.serialize_pem(), true)?;
+    write_file(&dir.join("ca.pem"), &ca_cert.pem(), false)?;
+    let issuer = Issuer::new(ca, &ca_key);
+    issue_relay(dir, name, &issuer, year)
+}
+
+/// The development certificates under `dir`, made on first use. If the
+/// relay's name changed, a new relay certificate is issued by the existing
+/// CA, so that clients keep their pin. Returns whether anything was made.
 pub fn ensure_dev_certs(dir: &Path, name: &str) -> Result<(CertFiles, bool), TlsError> {
     let files = CertFiles {
         ca: Some(dir.join("ca.pem")),
         cert: dir.join("relay.pem"),
         key: dir.join("relay.key"),
     };
-    if files.cert.exists() && files.key.exists() {
+    let same_name = fs::read_to_string(dir.join("relay.name")).is_ok_and(|n| n == name);
+    if files.cert.exists() && files.key.exists() && same_name {
         return Ok((files, false));
+    }
+    let ca_key = dir.join("ca.key");
+    if dir.join("ca.pem").exists() && ca_key.exists() {
+        let pem = fs::read_to_string(&ca_key).map_err(io(&ca_key))?;
+        let key = KeyPair::from_pem(&pem)?;
+        let year = year_now();
+        let issuer = Issuer::new(ca_params(year)?, &key);
+        return issue_relay(dir, name, &issuer, year).map(|f| (f, true));
     }
     generate(dir, name).map(|f| (f, true))
 }
@@ -216,5 +244,44 @@ mod tests {
         let (_, made) = ensure_dev_certs(&certs, "relay.test").unwrap();
         assert!(!made);
         assert_eq!(fs::read(&files.cert).unwrap(), before);
+    }
+
+    fn verify(certs: &Path, name: &str) -> Result<(), rustls::Error> {
+        use rustls::client::danger::ServerCertVerifier;
+        let ca = CertificateDer::from_pem_file(certs.join("ca.pem")).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca).unwrap();
+        let v = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap();
+        let (chain, _) = load(&certs.join("relay.pem"), &certs.join("relay.key")).unwrap();
+        v.verify_server_cert(
+            &chain[0],
+            &[],
+            &rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap(),
+            &[],
+            rustls::pki_types::UnixTime::now(),
+        )
+        .map(|_| ())
+    }
+
+    #[test]
+    fn a_new_relay_name_gets_a_new_certificate_from_the_same_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = dir.path().join("certs");
+        ensure_dev_certs(&certs, "one.test").unwrap();
+        let ca = fs::read(certs.join("ca.pem")).unwrap();
+        verify(&certs, "one.test").unwrap();
+        verify(&certs, "localhost").unwrap();
+        verify(&certs, "127.0.0.1").unwrap();
+        assert!(verify(&certs, "two.test").is_err());
+        let (_, made) = ensure_dev_certs(&certs, "two.test").unwrap();
+        assert!(made);
+        assert_eq!(fs::read(certs.join("ca.pem")).unwrap(), ca);
+        verify(&certs, "two.test").unwrap();
+        verify(&certs, "::1").unwrap();
     }
 }
