@@ -108,7 +108,11 @@ pub async fn start_with_store(
     let (chain, key) = tls::load(&files.cert, &files.key)?;
     let tls_config = tls::server_config(chain, key)?;
 
-    let endpoint = quic::endpoint(config.quic, tls_config.clone(), &config.limits)?;
+    // The WebSocket fallback also accepts `http/1.1`, the only ALPN a
+    // browser's WebSocket offers; non-browser clients offer `spider/1`.
+    let mut ws_tls = tls_config.clone();
+    ws_tls.alpn_protocols.push(b"http/1.1".to_vec());
+    let endpoint = quic::endpoint(config.quic, tls_config, &config.limits)?;
     let tcp = ws::bind(config.ws).await?;
     let quic_addr = endpoint.local_addr()?;
     let ws_addr = tcp.local_addr()?;
@@ -165,7 +169,7 @@ pub async fn start_with_store(
     ));
     tokio::spawn(ws::run(
         tcp,
-        Arc::new(tls_config),
+        Arc::new(ws_tls),
         shared,
         limit,
         Shutdown::new(shutdown_rx),

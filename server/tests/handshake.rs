@@ -216,3 +216,33 @@ async fn handshake_timeout_closes_a_silent_connection() {
     }
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn alpn_is_spider_on_quic_and_spider_or_http11_on_websocket() {
+    use std::sync::Arc;
+    let relay = start_relay().await;
+    for (alpn, ok) in [(&b"http/1.1"[..], true), (&b"h2"[..], false)] {
+        let mut tls = relay.tls();
+        tls.alpn_protocols = vec![alpn.to_vec()];
+        let tcp = tokio::net::TcpStream::connect(relay.ws).await.unwrap();
+        let r = tokio_rustls::TlsConnector::from(Arc::new(tls))
+            .connect(
+                rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+                tcp,
+            )
+            .await;
+        assert_eq!(r.is_ok(), ok, "{}", String::from_utf8_lossy(alpn));
+    }
+    // QUIC: only spider/1.
+    let mut tls = relay.tls();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap(),
+    )));
+    let r = tokio::time::timeout(PATIENCE, endpoint.connect(relay.quic, "localhost").unwrap())
+        .await
+        .unwrap();
+    assert!(r.is_err());
+    relay.stop().await;
+}

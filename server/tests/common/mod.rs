@@ -85,7 +85,7 @@ impl TestRelay {
         }
     }
 
-    fn tls(&self) -> rustls::ClientConfig {
+    pub fn tls(&self) -> rustls::ClientConfig {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.ca.clone()).unwrap();
         let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
