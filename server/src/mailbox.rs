@@ -217,3 +217,22 @@ pub(crate) enum Placement {
     /// There is a gap before it.
     Ahead,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pushes_are_placed_against_the_cursor() {
+        let mut c = Cursor::default();
+        assert_eq!(c.place(Seq(1)), Placement::Next);
+        assert_eq!(c.place(Seq(2)), Placement::Ahead);
+        c.sent(Seq(1));
+        assert_eq!(c.place(Seq(1)), Placement::Old);
+        assert_eq!(c.place(Seq(2)), Placement::Next);
+        assert_eq!(c.place(Seq(4)), Placement::Ahead);
+        c.sent(Seq(4));
+        assert_eq!(c.place(Seq(3)), Placement::Old);
+        assert_eq!(c.last_sent, Some(Seq(4)));
+    }
+}

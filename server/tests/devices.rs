@@ -215,3 +215,32 @@ async fn contacts_see_presence_changes() {
     a.close().await;
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn signing_in_again_closes_the_older_connection_of_the_same_device() {
+    let relay = start_relay().await;
+    let (acc, mut first) = register(&relay, Transport::Quic, "twice").await;
+    let (mut second, _) = login(&relay, Transport::Ws, &acc).await;
+    assert!(matches!(second.expect().await, ServerFrame::CaughtUp(_)));
+    match first.recv().await {
+        Some(ServerFrame::Error(e)) => {
+            assert_eq!(e.code, ErrorCode::UNEXPECTED_FRAME);
+            assert_eq!(e.req, None);
+        }
+        f => panic!("{f:?}"),
+    }
+    assert!(first.closed().await);
+    // The newer connection gets the mail.
+    let (_, mut s) = register(&relay, Transport::Quic, "sender").await;
+    let id = mid();
+    let req = s.req();
+    s.send(direct(req, id, acc.user, &[(acc.device, b"hi")]))
+        .await;
+    assert!(matches!(s.expect().await, ServerFrame::Sent(_)));
+    assert!(
+        matches!(second.expect().await, ServerFrame::Deliver(d) if d.envelope.message_id == id)
+    );
+    second.close().await;
+    s.close().await;
+    relay.stop().await;
+}
