@@ -512,11 +512,13 @@ async fn handle<S: FrameSink>(
             reply(sink, r.req, not_yet("rooms are not served yet")).await
         }
         ClientFrame::ListRooms(r) => reply(sink, r.req, not_yet("rooms are not served yet")).await,
-        ClientFrame::SetProfile(r) => {
-            reply(sink, r.req, not_yet("profiles are not served yet")).await
+        ClientFrame::SetProfile(p) => {
+            let req = p.req;
+            reply(sink, req, directory::set_profile(shared, me, p).await).await
         }
-        ClientFrame::GetProfile(r) => {
-            reply(sink, r.req, not_yet("profiles are not served yet")).await
+        ClientFrame::GetProfile(g) => {
+            let req = g.req;
+            reply(sink, req, directory::get_profile(shared, g)).await
         }
         ClientFrame::BlobUploadStart(r) => {
             reply(sink, r.req, not_yet("attachments are not served yet")).await

@@ -1,13 +1,14 @@
 //! Accounts, devices, prekeys, contacts and presence, as requests of an
 //! authenticated device.
 
-use spider_protocol::bytes::BoundedVec;
+use spider_protocol::bytes::{BoundedBytes, BoundedVec};
 use spider_protocol::error::ErrorDetail;
 use spider_protocol::ids::{DeviceAddress, UserId};
 use spider_protocol::keys::{PreKeyCounts, PreKeyUpload};
 use spider_protocol::message::{
-    Contact, Contacts, DeviceInfo, Done, EditContact, FetchPreKeys, ListContacts, LookupUser,
-    PreKeyBundles, PreKeysLow, PresenceUpdate, SetPresence, UploadPreKeys, UserInfo, UserRef,
+    Contact, Contacts, DeviceInfo, Done, EditContact, FetchPreKeys, GetProfile, ListContacts,
+    LookupUser, PreKeyBundles, PreKeysLow, PresenceUpdate, Profile, SetPresence, SetProfile,
+    UploadPreKeys, UserInfo, UserRef,
 };
 use spider_protocol::{ErrorCode, ServerFrame};
 
@@ -223,6 +224,34 @@ pub(crate) fn announce_presence(shared: &Shared, user: UserId) {
             );
         }
     }
+}
+
+/// `SetProfile`: store my encrypted profile (its key travels in 1:1
+/// messages; the relay keeps ciphertext only).
+pub(crate) async fn set_profile(
+    shared: &Shared,
+    me: &Authed,
+    p: SetProfile,
+) -> Result<ServerFrame, Refusal> {
+    shared.store.set_profile(me.addr.user, p.blob.as_slice())?;
+    shared.flush().await?;
+    Ok(ServerFrame::Done(Done { req: p.req }))
+}
+
+/// `GetProfile`: anyone's encrypted profile; useless without its key.
+pub(crate) fn get_profile(shared: &Shared, g: GetProfile) -> Result<ServerFrame, Refusal> {
+    if shared.store.account(g.user)?.is_none() {
+        return Err(Refusal::new(ErrorCode::UNKNOWN_USER, "no such account"));
+    }
+    let blob = match shared.store.profile(g.user)? {
+        Some(b) => Some(BoundedBytes::new(b).map_err(|_| Refusal::internal())?),
+        None => None,
+    };
+    Ok(ServerFrame::Profile(Profile {
+        req: g.req,
+        user: g.user,
+        blob,
+    }))
 }
 
 /// `SetPresence`.

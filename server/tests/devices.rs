@@ -244,3 +244,43 @@ async fn signing_in_again_closes_the_older_connection_of_the_same_device() {
     s.close().await;
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn an_encrypted_profile_is_stored_and_fetched_as_opaque_bytes() {
+    use spider_protocol::bytes::BoundedBytes;
+    use spider_protocol::message::{GetProfile, SetProfile};
+    let relay = start_relay().await;
+    let (alice, mut a) = register(&relay, Transport::Quic, "alice").await;
+    let (_, mut b) = register(&relay, Transport::Ws, "bob").await;
+    let req = b.req();
+    b.send(ClientFrame::GetProfile(GetProfile {
+        req,
+        user: alice.user,
+    }))
+    .await;
+    assert!(matches!(b.expect().await, ServerFrame::Profile(p) if p.blob.is_none()));
+    let blob = BoundedBytes::new(vec![0xc1; 300]).unwrap();
+    let req = a.req();
+    a.send(ClientFrame::SetProfile(SetProfile {
+        req,
+        blob: blob.clone(),
+    }))
+    .await;
+    assert!(matches!(a.expect().await, ServerFrame::Done(d) if d.req == req));
+    let req = b.req();
+    b.send(ClientFrame::GetProfile(GetProfile {
+        req,
+        user: alice.user,
+    }))
+    .await;
+    match b.expect().await {
+        ServerFrame::Profile(p) => {
+            assert_eq!((p.req, p.user), (req, alice.user));
+            assert_eq!(p.blob, Some(blob));
+        }
+        f => panic!("{f:?}"),
+    }
+    a.close().await;
+    b.close().await;
+    relay.stop().await;
+}

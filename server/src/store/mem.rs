@@ -36,6 +36,7 @@ struct Inner {
     keys: HashMap<DeviceAddress, DeviceKeys>,
     mailboxes: HashMap<DeviceAddress, Mailbox>,
     contacts: HashMap<UserId, Vec<UserId>>,
+    profiles: HashMap<UserId, Vec<u8>>,
 }
 
 /// Everything in memory, behind one `std::sync::Mutex`: every operation is
@@ -305,6 +306,15 @@ impl Store for MemStore {
 
     fn contacts(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
         Ok(self.lock().contacts.get(&user).cloned().unwrap_or_default())
+    }
+
+    fn set_profile(&self, user: UserId, blob: &[u8]) -> Result<(), StoreError> {
+        self.lock().profiles.insert(user, blob.to_vec());
+        Ok(())
+    }
+
+    fn profile(&self, user: UserId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().profiles.get(&user).cloned())
     }
 
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {

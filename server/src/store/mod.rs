@@ -191,6 +191,11 @@ pub trait Store: Send + Sync + 'static {
     /// An account's contacts.
     fn contacts(&self, user: UserId) -> Result<Vec<UserId>, StoreError>;
 
+    /// Sets an account's encrypted profile (opaque bytes).
+    fn set_profile(&self, user: UserId, blob: &[u8]) -> Result<(), StoreError>;
+    /// An account's encrypted profile, if set.
+    fn profile(&self, user: UserId) -> Result<Option<Vec<u8>>, StoreError>;
+
     /// Makes every write before this call durable.
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 }
@@ -451,6 +456,17 @@ pub(crate) mod tests {
                 Enqueued::Stored(Seq(3)),
                 "{kind}"
             );
+        }
+    }
+
+    #[test]
+    fn profiles_are_replaced() {
+        for (_, s, _dir) in all_stores() {
+            let a = UserId::from_bytes([1; 16]);
+            assert_eq!(s.profile(a).unwrap(), None);
+            s.set_profile(a, b"one").unwrap();
+            s.set_profile(a, b"two").unwrap();
+            assert_eq!(s.profile(a).unwrap().as_deref(), Some(&b"two"[..]));
         }
     }
 

@@ -17,6 +17,7 @@
 //! | `mailbox_ids`          | dev (20) ‖ message id (16)   | seq (u64 BE) ‖ stored at (u64 BE, ms) |
 //! | `mailbox_meta`         | dev (20)                     | highest seq (u64 BE) ‖ count (u64 BE) |
 //! | `contacts`             | user id (16) ‖ contact (16)  | empty                               |
+//! | `profiles`             | user id (16)                 | encrypted profile (opaque bytes)    |
 //!
 //! Multi-tree changes (claiming a name, enqueueing, acking) run in sled
 //! transactions; handing out a one-time prekey is a compare-and-swap removal,
@@ -63,6 +64,7 @@ pub struct SledStore {
     mailbox_ids: sled::Tree,
     mailbox_meta: sled::Tree,
     contacts: sled::Tree,
+    profiles: sled::Tree,
 }
 
 fn backend(e: sled::Error) -> StoreError {
@@ -128,6 +130,7 @@ impl SledStore {
             mailbox_ids: t("mailbox_ids")?,
             mailbox_meta: t("mailbox_meta")?,
             contacts: t("contacts")?,
+            profiles: t("profiles")?,
             db,
         })
     }
@@ -525,6 +528,21 @@ impl Store for SledStore {
             out.push(c);
         }
         Ok(out)
+    }
+
+    fn set_profile(&self, user: UserId, blob: &[u8]) -> Result<(), StoreError> {
+        self.profiles
+            .insert(user.as_bytes(), blob)
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn profile(&self, user: UserId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .profiles
+            .get(user.as_bytes())
+            .map_err(backend)?
+            .map(|v| v.to_vec()))
     }
 
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
