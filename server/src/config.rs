@@ -193,6 +193,11 @@ pub struct Limits {
     /// sender retries until it sees `Sent`, and a device may be offline for
     /// days with retries queued; clients also deduplicate by message id.
     pub dedup_retention_ms: u64,
+    /// Milliseconds a closing connection waits for its last frames (an
+    /// error, `Drain`) to reach the peer before tearing down. 2 s: several
+    /// round trips on a bad link; a peer that does not read is not waited on
+    /// longer.
+    pub close_grace_ms: u64,
     /// Milliseconds a draining relay tells clients to wait before
     /// reconnecting. 1 s plus the client's own jitter.
     pub drain_reconnect_after_ms: u32,
@@ -232,6 +237,7 @@ impl Default for Limits {
             registration_burst: 5,
             max_connections_per_ip: 256,
             dedup_retention_ms: 7 * 24 * 3600 * 1000,
+            close_grace_ms: 2_000,
             drain_reconnect_after_ms: 1_000,
             drain_grace_ms: 5_000,
         }

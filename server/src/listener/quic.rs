@@ -20,8 +20,6 @@ use crate::shutdown::Shutdown;
 
 /// Application close code for a normal close.
 const CLOSE_OK: u32 = 0;
-/// How long a closing connection waits for its last frames to be acked.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Makes the QUIC endpoint.
 pub(crate) fn endpoint(
@@ -123,6 +121,7 @@ async fn handle(
     let sink = QuicSink {
         conn: conn.clone(),
         send,
+        grace: Duration::from_millis(shared.config.limits.close_grace_ms),
     };
     let peer = conn.remote_address();
     connection::serve(shared, sink, rx, exporter, "quic", peer, shutdown).await;
@@ -161,6 +160,7 @@ async fn read_frames(mut recv: quinn::RecvStream, tx: mpsc::Sender<Inbound>) {
 struct QuicSink {
     conn: quinn::Connection,
     send: quinn::SendStream,
+    grace: Duration,
 }
 
 impl FrameSink for QuicSink {
@@ -177,7 +177,7 @@ impl FrameSink for QuicSink {
         if self.send.finish().is_ok() {
             // Wait (briefly) until the peer has the last frames: closing the
             // connection at once would discard them.
-            let _ = tokio::time::timeout(CLOSE_GRACE, self.send.stopped()).await;
+            let _ = tokio::time::timeout(self.grace, self.send.stopped()).await;
         }
         self.conn.close(CLOSE_OK.into(), b"closed");
     }

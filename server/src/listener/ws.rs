@@ -158,7 +158,11 @@ async fn handle(
     let (sink, stream) = ws.split();
     let (tx, rx) = mpsc::channel(shared.config.limits.inbound_queue);
     let reader = tokio::spawn(read_frames(stream, tx));
-    connection::serve(shared, WsSink { sink }, rx, exporter, "ws", peer, shutdown).await;
+    let sink = WsSink {
+        sink,
+        grace: Duration::from_millis(shared.config.limits.close_grace_ms),
+    };
+    connection::serve(shared, sink, rx, exporter, "ws", peer, shutdown).await;
     reader.abort();
 }
 
@@ -187,6 +191,7 @@ async fn read_frames(mut stream: SplitStream<Ws>, tx: mpsc::Sender<Inbound>) {
 
 struct WsSink {
     sink: SplitSink<Ws, Message>,
+    grace: Duration,
 }
 
 impl FrameSink for WsSink {
@@ -199,7 +204,7 @@ impl FrameSink for WsSink {
     }
 
     async fn close(&mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = tokio::time::timeout(self.grace, async {
             let _ = self.sink.send(Message::Close(None)).await;
             let _ = self.sink.close().await;
         })
