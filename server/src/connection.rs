@@ -1,0 +1,600 @@
+//! One client connection, whatever its transport.
+//!
+//! A listener hands [`serve`] three things: a [`FrameSink`] to write
+//! [`ServerFrame`]s, a bounded queue of [`Inbound`] items that a reader task
+//! fills from the socket, and the connection's TLS exporter value. From there
+//! the connection goes through its states:
+//!
+//! ```text
+//!  AwaitHello --Hello--> AwaitAuth --Register|Login|AddDevice--> Authenticated
+//!      |   (no common version: Error, close)    |  (bad: Error{req}, retry up to N)
+//!      +-- handshake timeout: HANDSHAKE_TIMEOUT, close ------+
+//! ```
+//!
+//! Each state is a function that consumes what the previous one produced,
+//! so that no request can reach an unauthenticated connection's handlers.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use spider_protocol::bytes::{BoundedString, FixedBytes};
+use spider_protocol::error::ErrorDetail;
+use spider_protocol::ids::{RequestId, Seq};
+use spider_protocol::keys::PreKeyCounts;
+use spider_protocol::message::{
+    AuthOk, CaughtUp, Deliver, Drain, ErrorFrame, Hello, Ping, Pong, PreKeysLow, Welcome,
+};
+use spider_protocol::{ClientFrame, ErrorCode, ServerFrame, version};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+
+use crate::auth::{self, Authed, Binding};
+use crate::directory;
+use crate::mailbox::{self, Cursor, Placement};
+use crate::router::{Push, Route};
+use crate::server::{Shared, now};
+use crate::shutdown::Shutdown;
+use crate::{Refusal, metrics};
+
+/// What the reader task passes on.
+#[derive(Debug)]
+pub(crate) enum Inbound {
+    /// A decoded frame (boxed: register frames carry a 1.2 KiB KEM key).
+    Frame(Box<ClientFrame>),
+    /// Bytes that are not a frame: answer with this code and close.
+    Bad(ErrorCode),
+}
+
+/// Why writing to a connection failed: it is gone.
+#[derive(Debug, thiserror::Error)]
+#[error("connection lost: {0}")]
+pub(crate) struct SinkError(pub(crate) String);
+
+/// Where a connection's frames go: a QUIC control stream or a WebSocket.
+pub(crate) trait FrameSink: Send {
+    /// Writes and flushes one frame.
+    fn send(&mut self, frame: &ServerFrame) -> impl Future<Output = Result<(), SinkError>> + Send;
+    /// Closes after the frames sent so far have reached the peer (or a short
+    /// grace period has passed).
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// Why a connection ended (for logs and metrics).
+#[derive(Debug)]
+enum End {
+    /// The peer closed or the transport failed.
+    Gone,
+    /// The relay closed it with this error.
+    #[allow(dead_code)] // read through Debug, in the log line
+    Error(ErrorCode),
+    /// The relay is draining.
+    Drain,
+}
+
+/// Sends an error frame without a `req`, which closes the connection.
+async fn fatal<S: FrameSink>(sink: &mut S, code: ErrorCode, message: &str) -> End {
+    let f = ServerFrame::Error(ErrorFrame {
+        req: None,
+        code,
+        message: BoundedString::truncating(message),
+        detail: ErrorDetail::None,
+    });
+    let _ = sink.send(&f).await;
+    sink.close().await;
+    metrics::rejection(code);
+    End::Error(code)
+}
+
+fn refusal_frame(req: Option<spider_protocol::ids::RequestId>, r: Refusal) -> ServerFrame {
+    metrics::rejection(r.code);
+    ServerFrame::Error(ErrorFrame {
+        req,
+        code: r.code,
+        message: BoundedString::truncating(r.message),
+        detail: r.detail,
+    })
+}
+
+fn bad_frame_message(code: ErrorCode) -> &'static str {
+    if code == ErrorCode::FRAME_TOO_LARGE {
+        "frame too large"
+    } else {
+        "malformed frame"
+    }
+}
+
+/// Serves one connection to its end.
+pub(crate) async fn serve<S: FrameSink>(
+    shared: Arc<Shared>,
+    mut sink: S,
+    mut inbound: mpsc::Receiver<Inbound>,
+    exporter: [u8; 32],
+    transport: &'static str,
+    peer: SocketAddr,
+    mut shutdown: Shutdown,
+) {
+    let _guard = metrics::ConnectionGuard::new(transport);
+    let deadline =
+        Instant::now() + Duration::from_millis(shared.config.limits.handshake_timeout_ms);
+    enum Handshake {
+        Done(Result<(Authed, PreKeyCounts, RequestId), End>),
+        Timeout,
+        Drain,
+    }
+    let hs = tokio::select! {
+        r = handshake(&shared, &mut sink, &mut inbound, exporter, peer.ip()) => Handshake::Done(r),
+        () = sleep_until(deadline) => Handshake::Timeout,
+        () = shutdown.wait() => Handshake::Drain,
+    };
+    let end = match hs {
+        Handshake::Done(Ok((me, counts, req))) => {
+            authenticated(
+                &shared,
+                &mut sink,
+                &mut inbound,
+                &mut shutdown,
+                me,
+                counts,
+                req,
+            )
+            .await
+        }
+        Handshake::Done(Err(end)) => end,
+        Handshake::Timeout => {
+            fatal(
+                &mut sink,
+                ErrorCode::HANDSHAKE_TIMEOUT,
+                "handshake timed out",
+            )
+            .await
+        }
+        Handshake::Drain => drain(&shared, &mut sink).await,
+    };
+    tracing::debug!(transport, ?end, "connection ended");
+}
+
+async fn drain<S: FrameSink>(shared: &Shared, sink: &mut S) -> End {
+    let _ = sink
+        .send(&ServerFrame::Drain(Drain {
+            reconnect_after_ms: shared.config.limits.drain_reconnect_after_ms,
+            alternative: None,
+        }))
+        .await;
+    sink.close().await;
+    End::Drain
+}
+
+/// Hello, Welcome, then one of Register / Login / AddDevice.
+async fn handshake<S: FrameSink>(
+    shared: &Shared,
+    sink: &mut S,
+    inbound: &mut mpsc::Receiver<Inbound>,
+    exporter: [u8; 32],
+    peer: IpAddr,
+) -> Result<(Authed, PreKeyCounts, RequestId), End> {
+    let hello: Hello = match inbound.recv().await {
+        Some(Inbound::Frame(f)) if matches!(*f, ClientFrame::Hello(_)) => match *f {
+            ClientFrame::Hello(h) => h,
+            _ => return Err(End::Gone),
+        },
+        Some(Inbound::Frame(_)) => {
+            return Err(fatal(sink, ErrorCode::UNEXPECTED_FRAME, "expected hello").await);
+        }
+        Some(Inbound::Bad(code)) => return Err(fatal(sink, code, bad_frame_message(code)).await),
+        None => return Err(End::Gone),
+    };
+    let version = match version::negotiate(&hello, version::SUPPORTED_VERSIONS) {
+        Ok(v) => v,
+        Err(e) => {
+            metrics::rejection(e.code);
+            let _ = sink.send(&ServerFrame::Error(e)).await;
+            sink.close().await;
+            return Err(End::Error(ErrorCode::UNSUPPORTED_VERSION));
+        }
+    };
+    let mut challenge = [0u8; 32];
+    if getrandom::fill(&mut challenge).is_err() {
+        return Err(fatal(sink, ErrorCode::INTERNAL, "no randomness").await);
+    }
+    let binding = Binding {
+        relay_name: shared.config.name.clone(),
+        exporter,
+        challenge,
+        peer,
+    };
+    let welcome = ServerFrame::Welcome(Welcome {
+        version,
+        // The config refuses names over MAX_RELAY_NAME, so nothing is cut.
+        relay_name: BoundedString::truncating(&shared.config.name),
+        challenge: FixedBytes(challenge),
+        server_time: now(),
+        idle_timeout_ms: u32::try_from(shared.config.limits.idle_timeout_ms).unwrap_or(u32::MAX),
+    });
+    sink.send(&welcome).await.map_err(|_| End::Gone)?;
+
+    let mut failures = 0;
+    loop {
+        let frame = match inbound.recv().await {
+            Some(Inbound::Frame(f)) => f,
+            Some(Inbound::Bad(code)) => {
+                return Err(fatal(sink, code, bad_frame_message(code)).await);
+            }
+            None => return Err(End::Gone),
+        };
+        let (req, result) = match *frame {
+            ClientFrame::Register(r) => (r.req, auth::register(shared, &binding, r).await),
+            ClientFrame::Login(l) => (l.req, auth::login(shared, &binding, l)),
+            ClientFrame::AddDevice(a) => (a.req, auth::add_device(shared, &binding, a).await),
+            ClientFrame::Ping(p) => {
+                let pong = ServerFrame::Pong(Pong { nonce: p.nonce });
+                sink.send(&pong).await.map_err(|_| End::Gone)?;
+                continue;
+            }
+            _ => {
+                return Err(fatal(sink, ErrorCode::UNEXPECTED_FRAME, "authenticate first").await);
+            }
+        };
+        match result {
+            // AuthOk is sent by the authenticated state, after the route is
+            // registered, so that its `queued` count is exact.
+            Ok((me, counts)) => return Ok((me, counts, req)),
+            Err(r) => {
+                failures += 1;
+                tracing::debug!(code = %r.code, "auth attempt refused");
+                sink.send(&refusal_frame(Some(req), r))
+                    .await
+                    .map_err(|_| End::Gone)?;
+                if failures >= shared.config.limits.max_auth_attempts {
+                    sink.close().await;
+                    return Err(End::Error(ErrorCode::BAD_SIGNATURE));
+                }
+            }
+        }
+    }
+}
+
+/// The connection of an authenticated device: registers its route, catches
+/// it up, then serves requests and pushes until it ends.
+async fn authenticated<S: FrameSink>(
+    shared: &Shared,
+    sink: &mut S,
+    inbound: &mut mpsc::Receiver<Inbound>,
+    shutdown: &mut Shutdown,
+    me: Authed,
+    counts: PreKeyCounts,
+    req: RequestId,
+) -> End {
+    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let (tx, mut rx) = mpsc::channel(shared.config.limits.outbound_queue);
+    let (kick, mut kicked) = mpsc::channel(1);
+    // Route first, then read the mailbox: see `mailbox` for why.
+    let was_offline = shared.router.register(me.addr, Route { conn, tx, kick });
+    tracing::info!(user = %me.addr.user, device = me.addr.device.0, "signed in");
+    let end = signed_in(
+        shared,
+        sink,
+        inbound,
+        shutdown,
+        &me,
+        counts,
+        req,
+        was_offline,
+        &mut rx,
+        &mut kicked,
+    )
+    .await;
+    if shared.router.unregister(me.addr, conn, now()) {
+        directory::announce_presence(shared, me.addr.user);
+    }
+    end
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn signed_in<S: FrameSink>(
+    shared: &Shared,
+    sink: &mut S,
+    inbound: &mut mpsc::Receiver<Inbound>,
+    shutdown: &mut Shutdown,
+    me: &Authed,
+    counts: PreKeyCounts,
+    req: RequestId,
+    was_offline: bool,
+    rx: &mut mpsc::Receiver<Push>,
+    kicked: &mut mpsc::Receiver<ErrorCode>,
+) -> End {
+    let limits = &shared.config.limits;
+    let (queued, high) = match (
+        shared.store.mailbox_len(me.addr),
+        shared.store.mailbox_high(me.addr),
+    ) {
+        (Ok(q), Ok(h)) => (q, h),
+        _ => return fatal(sink, ErrorCode::INTERNAL, "store unavailable").await,
+    };
+    let ok = ServerFrame::AuthOk(AuthOk {
+        req,
+        user: me.addr.user,
+        username: me.username.clone(),
+        device: me.addr.device,
+        prekeys: counts,
+        queued,
+    });
+    if sink.send(&ok).await.is_err() {
+        return End::Gone;
+    }
+    if was_offline {
+        directory::announce_presence(shared, me.addr.user);
+    }
+
+    // Backlog, in seq order, in bounded batches.
+    let mut cursor = Cursor::default();
+    if let Some(high) = high
+        && let Err(end) = send_stored(shared, sink, me, &mut cursor, high).await
+    {
+        return end;
+    }
+    let caught_up = ServerFrame::CaughtUp(CaughtUp {
+        last: cursor.last_sent,
+    });
+    if sink.send(&caught_up).await.is_err() {
+        return End::Gone;
+    }
+    if directory::is_low(shared, counts) {
+        let low = ServerFrame::PreKeysLow(PreKeysLow { remaining: counts });
+        if sink.send(&low).await.is_err() {
+            return End::Gone;
+        }
+    }
+
+    let ping_every = Duration::from_millis(limits.ping_interval_ms);
+    let idle = Duration::from_millis(limits.idle_timeout_ms);
+    let mut last_rx = Instant::now();
+    let mut ticker = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut nonce = 0u64;
+    let frames = shared.rate.connection();
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.wait() => return drain(shared, sink).await,
+            Some(code) = kicked.recv() => {
+                let msg = if code == ErrorCode::SLOW_CONSUMER {
+                    "too slow to read; reconnect for the rest of your mail"
+                } else {
+                    "this device signed in on another connection"
+                };
+                return fatal(sink, code, msg).await;
+            }
+            item = inbound.recv() => match item {
+                None => return End::Gone,
+                Some(Inbound::Bad(code)) => return fatal(sink, code, bad_frame_message(code)).await,
+                Some(Inbound::Frame(f)) => {
+                    last_rx = Instant::now();
+                    // Acks and heartbeats are not requests: dropping them
+                    // would redeliver mail or stall a client waiting for its
+                    // pong. Their cost is bounded by what was delivered and
+                    // by the inbound queue.
+                    let exempt = matches!(
+                        *f,
+                        ClientFrame::Ack(_) | ClientFrame::Ping(_) | ClientFrame::Pong(_)
+                    );
+                    let r = match if exempt { None } else { shared.rate.frame(&frames) } {
+                        None => handle(shared, sink, me, *f).await,
+                        Some(wait) => rate_limited(sink, &f, wait).await,
+                    };
+                    if let Err(end) = r {
+                        return end;
+                    }
+                }
+            },
+            Some(push) = rx.recv() => {
+                let r = match push {
+                    Push::Deliver { seq, envelope } => match cursor.place(seq) {
+                        Placement::Old => Ok(()),
+                        Placement::Next => {
+                            cursor.sent(seq);
+                            metrics::envelope_out();
+                            sink.send(&ServerFrame::Deliver(Deliver { seq, envelope }))
+                                .await
+                                .map_err(|_| End::Gone)
+                        }
+                        Placement::Ahead => send_stored(shared, sink, me, &mut cursor, seq).await,
+                    },
+                    Push::Frame(f) => sink.send(&f).await.map_err(|_| End::Gone),
+                };
+                if let Err(end) = r {
+                    return end;
+                }
+            }
+            _ = ticker.tick() => {
+                if last_rx.elapsed() >= idle {
+                    return fatal(sink, ErrorCode::IDLE_TIMEOUT, "no frame received for too long").await;
+                }
+                nonce = nonce.wrapping_add(1);
+                if sink.send(&ServerFrame::Ping(Ping { nonce })).await.is_err() {
+                    return End::Gone;
+                }
+            }
+        }
+    }
+}
+
+/// Sends stored envelopes after the cursor up to `high`, batch by batch.
+async fn send_stored<S: FrameSink>(
+    shared: &Shared,
+    sink: &mut S,
+    me: &Authed,
+    cursor: &mut Cursor,
+    high: Seq,
+) -> Result<(), End> {
+    loop {
+        let batch = match cursor.next_batch(shared, me.addr, high) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "mailbox read failed");
+                return Err(fatal(sink, ErrorCode::INTERNAL, "store unavailable").await);
+            }
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        for f in &batch {
+            metrics::envelope_out();
+            sink.send(f).await.map_err(|_| End::Gone)?;
+        }
+    }
+}
+
+/// Sends a request's reply (or its refusal).
+async fn reply<S: FrameSink>(
+    sink: &mut S,
+    req: RequestId,
+    r: Result<ServerFrame, Refusal>,
+) -> Result<(), End> {
+    let f = r.unwrap_or_else(|e| refusal_frame(Some(req), e));
+    sink.send(&f).await.map_err(|_| End::Gone)
+}
+
+/// One request of an authenticated device.
+async fn handle<S: FrameSink>(
+    shared: &Shared,
+    sink: &mut S,
+    me: &Authed,
+    frame: ClientFrame,
+) -> Result<(), End> {
+    let not_yet = |what: &'static str| Err(Refusal::new(ErrorCode::INTERNAL, what));
+    match frame {
+        ClientFrame::SendDirect(s) => {
+            metrics::envelope_in();
+            let req = s.req;
+            reply(sink, req, mailbox::send_direct(shared, me, s).await).await
+        }
+        ClientFrame::Ack(a) => {
+            if let Err(e) = mailbox::ack(shared, me, a) {
+                tracing::error!(error = %e, "ack failed");
+            }
+            Ok(())
+        }
+        ClientFrame::FetchPreKeys(f) => {
+            let req = f.req;
+            reply(sink, req, directory::fetch_prekeys(shared, me, f)).await
+        }
+        ClientFrame::UploadPreKeys(u) => {
+            let req = u.req;
+            reply(sink, req, directory::upload_prekeys(shared, me, u).await).await
+        }
+        ClientFrame::LookupUser(l) => {
+            let req = l.req;
+            reply(sink, req, directory::lookup_user(shared, l)).await
+        }
+        ClientFrame::SendEphemeral(e) => {
+            mailbox::send_ephemeral(shared, me, e);
+            Ok(())
+        }
+        ClientFrame::SetPresence(p) => {
+            directory::set_presence(shared, me, p);
+            Ok(())
+        }
+        ClientFrame::EditContact(e) => {
+            let req = e.req;
+            reply(sink, req, directory::edit_contact(shared, me, e).await).await
+        }
+        ClientFrame::ListContacts(l) => {
+            let req = l.req;
+            reply(sink, req, directory::list_contacts(shared, me, l)).await
+        }
+        ClientFrame::Ping(p) => sink
+            .send(&ServerFrame::Pong(Pong { nonce: p.nonce }))
+            .await
+            .map_err(|_| End::Gone),
+        ClientFrame::Pong(_) => Ok(()),
+        ClientFrame::Register(r) => reply(sink, r.req, Err(already())).await,
+        ClientFrame::Login(l) => reply(sink, l.req, Err(already())).await,
+        ClientFrame::AddDevice(a) => reply(sink, a.req, Err(already())).await,
+        // Not served by this relay yet: the request fails, the connection
+        // goes on. (The protocol has no "not implemented" code; reported.)
+        ClientFrame::SendRoom(r) => reply(sink, r.req, not_yet("rooms are not served yet")).await,
+        ClientFrame::ChangeRoom(r) => reply(sink, r.req, not_yet("rooms are not served yet")).await,
+        ClientFrame::GetRoom(r) => reply(sink, r.req, not_yet("rooms are not served yet")).await,
+        ClientFrame::ResolveLink(r) => {
+            reply(sink, r.req, not_yet("rooms are not served yet")).await
+        }
+        ClientFrame::ListRooms(r) => reply(sink, r.req, not_yet("rooms are not served yet")).await,
+        ClientFrame::SetProfile(p) => {
+            let req = p.req;
+            reply(sink, req, directory::set_profile(shared, me, p).await).await
+        }
+        ClientFrame::GetProfile(g) => {
+            let req = g.req;
+            reply(sink, req, directory::get_profile(shared, g)).await
+        }
+        ClientFrame::BlobUploadStart(r) => {
+            reply(sink, r.req, not_yet("attachments are not served yet")).await
+        }
+        ClientFrame::BlobUploadFinish(r) => {
+            reply(sink, r.req, not_yet("attachments are not served yet")).await
+        }
+        ClientFrame::BlobDownload(r) => {
+            reply(sink, r.req, not_yet("attachments are not served yet")).await
+        }
+        ClientFrame::BlobChunk(_) => Ok(()),
+        ClientFrame::Hello(_) => Err(fatal(sink, ErrorCode::UNEXPECTED_FRAME, "hello again").await),
+        _ => Err(fatal(sink, ErrorCode::UNEXPECTED_FRAME, "unexpected frame").await),
+    }
+}
+
+/// The request id of a frame, if it has one.
+fn req_of(f: &ClientFrame) -> Option<RequestId> {
+    Some(match f {
+        ClientFrame::Register(x) => x.req,
+        ClientFrame::Login(x) => x.req,
+        ClientFrame::AddDevice(x) => x.req,
+        ClientFrame::UploadPreKeys(x) => x.req,
+        ClientFrame::FetchPreKeys(x) => x.req,
+        ClientFrame::LookupUser(x) => x.req,
+        ClientFrame::SendDirect(x) => x.req,
+        ClientFrame::SendRoom(x) => x.req,
+        ClientFrame::ChangeRoom(x) => x.req,
+        ClientFrame::GetRoom(x) => x.req,
+        ClientFrame::ResolveLink(x) => x.req,
+        ClientFrame::ListRooms(x) => x.req,
+        ClientFrame::EditContact(x) => x.req,
+        ClientFrame::ListContacts(x) => x.req,
+        ClientFrame::SetProfile(x) => x.req,
+        ClientFrame::GetProfile(x) => x.req,
+        ClientFrame::BlobUploadStart(x) => x.req,
+        ClientFrame::BlobUploadFinish(x) => x.req,
+        ClientFrame::BlobDownload(x) => x.req,
+        _ => return None,
+    })
+}
+
+/// A frame over the connection's rate fails with `RATE_LIMITED` and a retry
+/// delay, not fatal: with its `req` for a request, without for the other
+/// frames that count (ephemerals, presence, blob chunks), which are dropped.
+async fn rate_limited<S: FrameSink>(
+    sink: &mut S,
+    f: &ClientFrame,
+    wait: Duration,
+) -> Result<(), End> {
+    let r = Refusal {
+        code: ErrorCode::RATE_LIMITED,
+        message: "too many requests; slow down",
+        detail: ErrorDetail::RetryAfter {
+            ms: crate::ratelimit::retry_ms(wait),
+        },
+    };
+    match req_of(f) {
+        Some(req) => reply(sink, req, Err(r)).await,
+        None => sink
+            .send(&refusal_frame(None, r))
+            .await
+            .map_err(|_| End::Gone),
+    }
+}
+
+fn already() -> Refusal {
+    Refusal::new(ErrorCode::UNEXPECTED_FRAME, "already authenticated")
+}

@@ -1,0 +1,184 @@
+//! QUIC listener (quinn). The client opens the first bidirectional stream as
+//! its control stream and sends length-prefixed frames on it.
+//!
+//! Unvalidated client addresses get a Retry first, so that a spoofed source
+//! cannot make the relay do handshake work or amplify traffic. Streams and
+//! flow-control windows are bounded by [`Limits`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::QuicServerConfig;
+use spider_protocol::{ClientFrame, FrameDecoder, ServerFrame, codec, version};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+use crate::config::Limits;
+use crate::connection::{self, FrameSink, Inbound, SinkError};
+use crate::server::Shared;
+use crate::shutdown::Shutdown;
+
+/// Application close code for a normal close.
+const CLOSE_OK: u32 = 0;
+
+/// Makes the QUIC endpoint.
+pub(crate) fn endpoint(
+    addr: SocketAddr,
+    tls: rustls::ServerConfig,
+    limits: &Limits,
+) -> anyhow::Result<quinn::Endpoint> {
+    let crypto = QuicServerConfig::try_from(tls)?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_bidi_streams(limits.quic_max_bidi_streams.into())
+        .max_concurrent_uni_streams(0u32.into())
+        .stream_receive_window(limits.quic_stream_window.into())
+        .receive_window(limits.quic_connection_window.into())
+        .send_window(limits.quic_send_window)
+        .max_idle_timeout(Some(
+            Duration::from_millis(limits.quic_idle_timeout_ms).try_into()?,
+        ));
+    server.transport_config(Arc::new(t));
+    Ok(quinn::Endpoint::server(server, addr)?)
+}
+
+/// Accepts connections until shutdown.
+pub(crate) async fn run(
+    endpoint: quinn::Endpoint,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    mut shutdown: Shutdown,
+    done: mpsc::Sender<()>,
+) {
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => match i {
+                Some(i) => i,
+                None => break,
+            },
+            () = shutdown.wait() => break,
+        };
+        if !incoming.remote_address_validated() {
+            // The client proves it owns its address by echoing the token.
+            let _ = incoming.retry();
+            continue;
+        }
+        let Some(slot) = shared.rate.open(incoming.remote_address().ip()) else {
+            crate::metrics::rejection(spider_protocol::ErrorCode::TOO_MANY_CONNECTIONS);
+            incoming.refuse();
+            continue;
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            crate::metrics::rejection(spider_protocol::ErrorCode::TOO_MANY_CONNECTIONS);
+            incoming.refuse();
+            continue;
+        };
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            handle(incoming, shared, shutdown, permit).await;
+            drop(slot);
+            drop(done);
+        });
+    }
+    // No new connections; existing ones finish through their own tasks.
+    endpoint.set_server_config(None);
+}
+
+async fn handle(
+    incoming: quinn::Incoming,
+    shared: Arc<Shared>,
+    shutdown: Shutdown,
+    _permit: OwnedSemaphorePermit,
+) {
+    let timeout = Duration::from_millis(shared.config.limits.handshake_timeout_ms);
+    let conn = match tokio::time::timeout(timeout, incoming).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "QUIC handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let (send, recv) = match tokio::time::timeout(timeout, conn.accept_bi()).await {
+        Ok(Ok(s)) => s,
+        _ => {
+            conn.close(CLOSE_OK.into(), b"no control stream");
+            return;
+        }
+    };
+    let mut exporter = [0u8; version::AUTH_EXPORTER_LEN];
+    if conn
+        .export_keying_material(&mut exporter, version::AUTH_EXPORTER_LABEL, b"")
+        .is_err()
+    {
+        conn.close(CLOSE_OK.into(), b"exporter");
+        return;
+    }
+    let (tx, rx) = mpsc::channel(shared.config.limits.inbound_queue);
+    let reader = tokio::spawn(read_frames(recv, tx));
+    let sink = QuicSink {
+        conn: conn.clone(),
+        send,
+        grace: Duration::from_millis(shared.config.limits.close_grace_ms),
+    };
+    let peer = conn.remote_address();
+    connection::serve(shared, sink, rx, exporter, "quic", peer, shutdown).await;
+    reader.abort();
+    conn.close(CLOSE_OK.into(), b"bye");
+}
+
+/// Reads the control stream into frames until it ends or breaks the rules.
+async fn read_frames(mut recv: quinn::RecvStream, tx: mpsc::Sender<Inbound>) {
+    let mut decoder = FrameDecoder::<ClientFrame>::new();
+    let mut buf = [0u8; 8 * 1024];
+    loop {
+        // Drain whole frames before reading more, so the decoder holds at
+        // most one partial frame plus one read.
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(f)) => {
+                    if tx.send(Inbound::Frame(Box::new(f))).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = tx.send(Inbound::Bad(e.code())).await;
+                    return;
+                }
+            }
+        }
+        match recv.read(&mut buf).await {
+            Ok(Some(n)) => decoder.push(buf.get(..n).unwrap_or_default()),
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
+struct QuicSink {
+    conn: quinn::Connection,
+    send: quinn::SendStream,
+    grace: Duration,
+}
+
+impl FrameSink for QuicSink {
+    async fn send(&mut self, frame: &ServerFrame) -> Result<(), SinkError> {
+        let mut out = Vec::new();
+        codec::encode_stream(frame, &mut out).map_err(|e| SinkError(e.to_string()))?;
+        self.send
+            .write_all(&out)
+            .await
+            .map_err(|e| SinkError(e.to_string()))
+    }
+
+    async fn close(&mut self) {
+        if self.send.finish().is_ok() {
+            // Wait (briefly) until the peer has the last frames: closing the
+            // connection at once would discard them.
+            let _ = tokio::time::timeout(self.grace, self.send.stopped()).await;
+        }
+        self.conn.close(CLOSE_OK.into(), b"closed");
+    }
+}

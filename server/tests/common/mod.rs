@@ -1,0 +1,503 @@
+//! A small Spider test client over real QUIC and real WebSocket-over-TLS,
+//! built from spider-protocol, quinn and tokio-tungstenite, with real
+//! Ed25519 signatures over exactly the payloads the relay checks.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use quinn::crypto::rustls::QuicClientConfig;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use spider_crypto::keys::{IdentityKeyPair, KemPreKeyKind, KemPreKeyPair, SignedPreKeyPair};
+use spider_protocol::bytes::{BoundedBytes, BoundedString, BoundedVec, FixedBytes};
+use spider_protocol::ids::{DeviceId, MessageId, PreKeyId, RequestId, UserId};
+use spider_protocol::keys::{IdentityKeys, KemPreKey, OneTimePreKey, PreKeyUpload, SignedPreKey};
+use spider_protocol::message::{
+    AuthOk, DeviceCiphertext, Hello, Login, Register, SendDirect, Welcome,
+};
+use spider_protocol::name::Username;
+use spider_protocol::{ClientFrame, FrameDecoder, ServerFrame, codec, version};
+use spider_relay::config::Config;
+use spider_relay::server::RunningRelay;
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// Generous: only there so that a broken relay fails the test instead of
+/// hanging it. No test asserts a speed.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).unwrap();
+    b
+}
+
+/// A relay in a temporary directory, on loopback port 0.
+pub struct TestRelay {
+    pub relay: Option<RunningRelay>,
+    pub dir: tempfile::TempDir,
+    pub quic: SocketAddr,
+    pub ws: SocketAddr,
+    pub ca: CertificateDer<'static>,
+    pub name: String,
+}
+
+pub async fn start_relay() -> TestRelay {
+    start_relay_with(|_| {}).await
+}
+
+pub async fn start_relay_with(f: impl FnOnce(&mut Config)) -> TestRelay {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::for_tests(dir.path().to_owned());
+    f(&mut config);
+    let name = config.name.clone();
+    let relay = spider_relay::server::start(config).await.unwrap();
+    let ca_path = relay.ca_pem.clone().unwrap();
+    let ca = CertificateDer::from_pem_file(&ca_path).unwrap();
+    TestRelay {
+        quic: relay.quic_addr,
+        ws: relay.ws_addr,
+        relay: Some(relay),
+        dir,
+        ca,
+        name,
+    }
+}
+
+impl TestRelay {
+    pub async fn stop(mut self) {
+        if let Some(r) = self.relay.take() {
+            tokio::time::timeout(PATIENCE, r.shutdown())
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    pub fn tls(&self) -> rustls::ClientConfig {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca.clone()).unwrap();
+        let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        cfg.alpn_protocols = vec![version::ALPN.to_vec()];
+        cfg
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Quic,
+    Ws,
+}
+
+pub const BOTH: [Transport; 2] = [Transport::Quic, Transport::Ws];
+
+type Ws = WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
+
+enum Conn {
+    Quic {
+        _endpoint: quinn::Endpoint,
+        conn: quinn::Connection,
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+        decoder: FrameDecoder<ServerFrame>,
+    },
+    Ws(Box<Ws>),
+}
+
+/// One connection to the relay.
+pub struct Client {
+    conn: Conn,
+    pub exporter: [u8; 32],
+    pub transport: Transport,
+    next_req: u32,
+}
+
+impl Client {
+    pub async fn connect(relay: &TestRelay, transport: Transport) -> Client {
+        Self::connect_ws_origin(relay, transport, None)
+            .await
+            .unwrap()
+    }
+
+    /// Connects; over WebSocket, optionally with an `Origin` header. `Err`
+    /// if the relay refused the upgrade.
+    pub async fn connect_ws_origin(
+        relay: &TestRelay,
+        transport: Transport,
+        origin: Option<&str>,
+    ) -> Result<Client, String> {
+        let tls = relay.tls();
+        match transport {
+            Transport::Quic => {
+                let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+                let qc = QuicClientConfig::try_from(tls).unwrap();
+                endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(qc)));
+                let conn = tokio::time::timeout(
+                    PATIENCE,
+                    endpoint.connect(relay.quic, "localhost").unwrap(),
+                )
+                .await
+                .unwrap()
+                .map_err(|e| e.to_string())?;
+                let mut exporter = [0u8; 32];
+                conn.export_keying_material(&mut exporter, version::AUTH_EXPORTER_LABEL, b"")
+                    .unwrap();
+                let (send, recv) = conn.open_bi().await.unwrap();
+                Ok(Client {
+                    conn: Conn::Quic {
+                        _endpoint: endpoint,
+                        conn,
+                        send,
+                        recv,
+                        decoder: FrameDecoder::new(),
+                    },
+                    exporter,
+                    transport,
+                    next_req: 1,
+                })
+            }
+            Transport::Ws => {
+                let tcp = TcpStream::connect(relay.ws).await.unwrap();
+                let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+                let stream = tokio::time::timeout(
+                    PATIENCE,
+                    connector.connect(ServerName::try_from("localhost").unwrap(), tcp),
+                )
+                .await
+                .unwrap()
+                .map_err(|e| e.to_string())?;
+                let exporter = stream
+                    .get_ref()
+                    .1
+                    .export_keying_material([0u8; 32], version::AUTH_EXPORTER_LABEL, None)
+                    .unwrap();
+                let mut req = format!(
+                    "ws://localhost:{}{}",
+                    relay.ws.port(),
+                    version::WEBSOCKET_PATH
+                )
+                .into_client_request()
+                .unwrap();
+                if let Some(o) = origin {
+                    req.headers_mut().insert("origin", o.parse().unwrap());
+                }
+                let (ws, _) = tokio_tungstenite::client_async(req, stream)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(Client {
+                    conn: Conn::Ws(Box::new(ws)),
+                    exporter,
+                    transport,
+                    next_req: 1,
+                })
+            }
+        }
+    }
+
+    pub fn req(&mut self) -> RequestId {
+        self.next_req += 1;
+        RequestId(self.next_req)
+    }
+
+    pub async fn send(&mut self, f: ClientFrame) {
+        match &mut self.conn {
+            Conn::Quic { send, .. } => {
+                let mut out = Vec::new();
+                codec::encode_stream(&f, &mut out).unwrap();
+                send.write_all(&out).await.unwrap();
+            }
+            Conn::Ws(ws) => {
+                let body = codec::encode_body(&f).unwrap();
+                ws.send(Message::Binary(body.into())).await.unwrap();
+            }
+        }
+    }
+
+    /// Raw bytes: on QUIC straight onto the stream, on WebSocket as one
+    /// binary message. Errors are ignored (the relay may have closed).
+    pub async fn send_raw(&mut self, bytes: Vec<u8>) {
+        match &mut self.conn {
+            Conn::Quic { send, .. } => {
+                let _ = send.write_all(&bytes).await;
+            }
+            Conn::Ws(ws) => {
+                let _ = ws.send(Message::Binary(bytes.into())).await;
+            }
+        }
+    }
+
+    /// The next frame, or `None` once the relay has closed the connection.
+    pub async fn recv_any(&mut self) -> Option<ServerFrame> {
+        tokio::time::timeout(PATIENCE, self.recv_inner())
+            .await
+            .expect("relay went silent")
+    }
+
+    async fn recv_inner(&mut self) -> Option<ServerFrame> {
+        match &mut self.conn {
+            Conn::Quic { recv, decoder, .. } => loop {
+                if let Some(f) = decoder.next_frame().unwrap() {
+                    return Some(f);
+                }
+                let mut buf = [0u8; 8192];
+                match recv.read(&mut buf).await {
+                    Ok(Some(n)) => decoder.push(&buf[..n]),
+                    _ => return None,
+                }
+            },
+            Conn::Ws(ws) => loop {
+                match ws.next().await {
+                    Some(Ok(Message::Binary(b))) => {
+                        return Some(codec::decode_body(&b).unwrap());
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+                    Some(Ok(_)) => continue,
+                }
+            },
+        }
+    }
+
+    /// The next frame that is not a relay ping (pings are answered).
+    pub async fn recv(&mut self) -> Option<ServerFrame> {
+        loop {
+            match self.recv_any().await? {
+                ServerFrame::Ping(p) => {
+                    self.send(ClientFrame::Pong(spider_protocol::message::Pong {
+                        nonce: p.nonce,
+                    }))
+                    .await
+                }
+                f => return Some(f),
+            }
+        }
+    }
+
+    /// The next frame, which must be there.
+    pub async fn expect(&mut self) -> ServerFrame {
+        self.recv().await.expect("connection closed")
+    }
+
+    /// Whether the relay closes the connection (after any frames in flight).
+    pub async fn closed(&mut self) -> bool {
+        self.recv().await.is_none()
+    }
+
+    pub async fn hello(&mut self) -> Welcome {
+        self.send(ClientFrame::Hello(version::hello("spider-test/0")))
+            .await;
+        match self.expect().await {
+            ServerFrame::Welcome(w) => w,
+            f => panic!("expected welcome, got {f:?}"),
+        }
+    }
+
+    pub async fn hello_with(&mut self, versions: Vec<u16>) -> ServerFrame {
+        self.send(ClientFrame::Hello(Hello {
+            versions: BoundedVec::new(versions).unwrap(),
+            agent: BoundedString::new("spider-test/0").unwrap(),
+        }))
+        .await;
+        self.expect().await
+    }
+
+    pub async fn close(self) {
+        match self.conn {
+            Conn::Quic { conn, .. } => conn.close(0u32.into(), b"bye"),
+            Conn::Ws(mut ws) => {
+                let _ = WebSocketStream::close(&mut *ws, None).await;
+            }
+        }
+    }
+}
+
+/// A fresh RNG for spider-crypto's key generation.
+fn rng() -> ChaCha20Rng {
+    ChaCha20Rng::from_seed(random())
+}
+
+/// A device's identity with real keys, made and signed by spider-crypto.
+pub struct Identity {
+    pub pair: IdentityKeyPair,
+    pub keys: IdentityKeys,
+}
+
+impl Identity {
+    pub fn new() -> Identity {
+        let pair = IdentityKeyPair::generate(&mut rng());
+        let b = pair.public().to_bytes();
+        let keys = IdentityKeys {
+            signing: FixedBytes::try_from(&b[..32]).unwrap(),
+            dh: FixedBytes::try_from(&b[32..64]).unwrap(),
+            binding: FixedBytes::try_from(&b[64..]).unwrap(),
+        };
+        Identity { pair, keys }
+    }
+
+    pub fn kem_prekey(&self, id: u32) -> KemPreKey {
+        let k = KemPreKeyPair::generate(
+            &mut rng(),
+            &self.pair,
+            spider_crypto::keys::PreKeyId(id),
+            KemPreKeyKind::OneTime,
+            0,
+        );
+        let p = k.public();
+        KemPreKey {
+            id: PreKeyId(id),
+            public: FixedBytes(*p.public_bytes()),
+            signature: FixedBytes(*p.signature()),
+        }
+    }
+
+    /// A full upload: signed prekey, last-resort KEM prekey, and one-time
+    /// keys with ids `first..first+n`.
+    pub fn prekeys(&self, first: u32, n_otk: u32, n_kem: u32) -> PreKeyUpload {
+        let spk =
+            SignedPreKeyPair::generate(&mut rng(), &self.pair, spider_crypto::keys::PreKeyId(1), 0)
+                .public();
+        PreKeyUpload {
+            signed_prekey: Some(SignedPreKey {
+                id: PreKeyId(1),
+                public: FixedBytes(spk.public),
+                signature: FixedBytes(spk.signature),
+            }),
+            last_resort_kem_prekey: Some(self.kem_prekey(1_000_000)),
+            one_time_prekeys: BoundedVec::new(
+                (first..first + n_otk)
+                    .map(|i| OneTimePreKey {
+                        id: PreKeyId(i),
+                        public: FixedBytes(spider_crypto::primitives::x25519_public(&random())),
+                    })
+                    .collect(),
+            )
+            .unwrap(),
+            one_time_kem_prekeys: BoundedVec::new(
+                (first..first + n_kem).map(|i| self.kem_prekey(i)).collect(),
+            )
+            .unwrap(),
+        }
+    }
+
+    pub fn auth(
+        &self,
+        relay_name: &str,
+        exporter: &[u8; 32],
+        challenge: &[u8; 32],
+    ) -> FixedBytes<64> {
+        FixedBytes(
+            self.pair
+                .sign_auth_challenge(relay_name, exporter, challenge)
+                .unwrap(),
+        )
+    }
+
+    pub fn approve(&self, user: UserId, new_signing: &[u8; 32]) -> FixedBytes<64> {
+        FixedBytes(self.pair.sign_device_approval(user.as_bytes(), new_signing))
+    }
+}
+
+/// A registered device.
+pub struct Account {
+    pub user: UserId,
+    pub device: DeviceId,
+    pub username: Username,
+    pub id: Identity,
+}
+
+/// A fresh username that no other test uses.
+pub fn username(prefix: &str) -> Username {
+    let r: [u8; 4] = random();
+    Username::parse(&format!("{prefix}{}", u32::from_be_bytes(r) % 1_000_000)).unwrap()
+}
+
+/// Hello, then Register; returns the account and the connected client.
+pub async fn register(relay: &TestRelay, t: Transport, prefix: &str) -> (Account, Client) {
+    let mut c = Client::connect(relay, t).await;
+    let w = c.hello().await;
+    let id = Identity::new();
+    let name = username(prefix);
+    let req = c.req();
+    let auth = id.auth(&relay.name, &c.exporter, &w.challenge.0);
+    c.send(ClientFrame::Register(Register {
+        req,
+        username: name.clone(),
+        identity: id.keys.clone(),
+        prekeys: id.prekeys(1, 30, 30),
+        auth,
+    }))
+    .await;
+    let ok = expect_auth_ok(&mut c).await;
+    assert_eq!(ok.req, req);
+    assert_eq!(ok.queued, 0);
+    let caught = c.expect().await;
+    assert!(matches!(caught, ServerFrame::CaughtUp(_)), "{caught:?}");
+    (
+        Account {
+            user: ok.user,
+            device: ok.device,
+            username: name,
+            id,
+        },
+        c,
+    )
+}
+
+pub async fn expect_auth_ok(c: &mut Client) -> AuthOk {
+    match c.expect().await {
+        ServerFrame::AuthOk(ok) => ok,
+        f => panic!("expected AuthOk, got {f:?}"),
+    }
+}
+
+/// Hello, then Login; returns the client and AuthOk (the backlog follows).
+pub async fn login(relay: &TestRelay, t: Transport, a: &Account) -> (Client, AuthOk) {
+    let mut c = Client::connect(relay, t).await;
+    let w = c.hello().await;
+    let req = c.req();
+    let auth = a.id.auth(&relay.name, &c.exporter, &w.challenge.0);
+    c.send(ClientFrame::Login(Login {
+        req,
+        user: a.user,
+        device: a.device,
+        auth,
+    }))
+    .await;
+    let ok = expect_auth_ok(&mut c).await;
+    (c, ok)
+}
+
+pub fn direct(
+    req: RequestId,
+    message_id: MessageId,
+    to: UserId,
+    copies: &[(DeviceId, &[u8])],
+) -> ClientFrame {
+    ClientFrame::SendDirect(SendDirect {
+        req,
+        message_id,
+        to,
+        copies: BoundedVec::new(
+            copies
+                .iter()
+                .map(|(d, c)| DeviceCiphertext {
+                    device: *d,
+                    ciphertext: BoundedBytes::new(c.to_vec()).unwrap(),
+                })
+                .collect(),
+        )
+        .unwrap(),
+    })
+}
