@@ -1,0 +1,510 @@
+//! Render snapshots of the main screens on ratatui's `TestBackend`, the app's
+//! key handling end to end, and a property test that no terminal size makes
+//! drawing panic. Times come from a fixed clock in UTC; a filter still masks
+//! clock times and hex ids so that a change of demo data does not churn
+//! every snapshot.
+
+use proptest::prelude::*;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{
+    Event, KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind,
+};
+use spider_protocol::ids::{MessageId, Timestamp};
+use time::UtcOffset;
+use tokio::sync::mpsc;
+
+use crate::app::{App, AppMsg};
+use crate::queue::Pane;
+use crate::state::tests::T0;
+use crate::state::{AppState, Outcome, Overlay};
+use crate::worker::fake::FakeWorker;
+use crate::worker::{
+    Attachment, ChatMessage, ConnectionState, ConversationId, Delivery, MessageBody, Request,
+    Transport, Worker, WorkerEvent,
+};
+
+struct Harness {
+    app: App,
+    fake: FakeWorker,
+    requests: mpsc::UnboundedReceiver<Request>,
+    replies: mpsc::UnboundedReceiver<AppMsg>,
+}
+
+/// An app signed in as @sam on the fake's demo data, at T0 in UTC, with
+/// @alice open.
+fn signed_in() -> Harness {
+    let mut fake = FakeWorker::signed_in("sam", Timestamp(T0));
+    let mut state = AppState::new(Timestamp(T0), UtcOffset::UTC);
+    for ev in fake.start(Timestamp(T0)) {
+        state.apply(ev);
+    }
+    harness(state, fake)
+}
+
+fn harness(state: AppState, fake: FakeWorker) -> Harness {
+    let (worker, requests) = Worker::channel();
+    let (tx, replies) = mpsc::unbounded_channel();
+    let app = App::new(state, worker, tx, "relay.example:443");
+    Harness {
+        app,
+        fake,
+        requests,
+        replies,
+    }
+}
+
+fn first_run() -> Harness {
+    let mut state = AppState::new(Timestamp(T0), UtcOffset::UTC);
+    state.apply(WorkerEvent::Ready { account: None });
+    harness(state, FakeWorker::new(crate::worker::TransportChoice::Auto))
+}
+
+impl Harness {
+    fn key(&mut self, code: KeyCode) {
+        self.key_mod(code, KeyModifiers::NONE);
+    }
+
+    fn key_mod(&mut self, code: KeyCode, m: KeyModifiers) {
+        self.app
+            .handle(AppMsg::Input(Event::Key(KeyEvent::new(code, m))));
+    }
+
+    fn type_str(&mut self, s: &str) {
+        for c in s.chars() {
+            self.key(KeyCode::Char(c));
+        }
+    }
+
+    fn resize(&mut self, w: u16, h: u16) {
+        self.app.handle(AppMsg::Input(Event::Resize(w, h)));
+    }
+
+    /// Lets the fake answer every pending request, then feeds the answers
+    /// and the events due by `now` to the app.
+    async fn pump(&mut self, now: u64) {
+        while let Ok(req) = self.requests.try_recv() {
+            self.fake.handle(req, Timestamp(now));
+        }
+        // Each answer arrives through a spawned task.
+        tokio::task::yield_now().await;
+        while let Ok(Some(msg)) =
+            tokio::time::timeout(std::time::Duration::from_millis(50), self.replies.recv()).await
+        {
+            self.app.handle(msg);
+        }
+        for ev in self.fake.advance(Timestamp(now)) {
+            self.app.handle(AppMsg::Worker(ev));
+        }
+        self.app.handle(AppMsg::Tick(Timestamp(now)));
+    }
+
+    fn render(&mut self, w: u16, h: u16) -> String {
+        self.resize(w, h);
+        let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+        t.draw(|f| self.app.draw(f)).unwrap();
+        if w == 0 {
+            // TestBackend cannot print a zero-width buffer; drawing it is the test.
+            return String::new();
+        }
+        t.backend().to_string()
+    }
+}
+
+macro_rules! snapshot {
+    ($name:expr, $screen:expr) => {
+        insta::with_settings!({
+            filters => vec![
+                (r"\b[0-2]\d:[0-5]\d\b", "HH:MM"),
+                (r"\b[0-9a-f]{32}\b", "[id]"),
+            ],
+            prepend_module_to_snapshot => false,
+            omit_expression => true,
+        }, {
+            insta::assert_snapshot!($name, $screen);
+        });
+    };
+}
+
+fn alice(h: &Harness) -> ConversationId {
+    h.app.state.focused.unwrap()
+}
+
+fn bob(h: &Harness) -> ConversationId {
+    ConversationId::Direct(h.app.state.contacts[1].id)
+}
+
+#[test]
+fn first_run_screen() {
+    let mut h = first_run();
+    h.type_str("dave");
+    snapshot!("first_run", h.render(80, 24));
+}
+
+#[test]
+fn first_run_rejects_a_bad_name_in_place() {
+    let mut h = first_run();
+    h.type_str("xy!z");
+    h.key(KeyCode::Enter);
+    let s = h.render(80, 24);
+    assert!(s.contains("username: only letters"), "{s}");
+}
+
+#[test]
+fn main_screen_with_sidebar_chat_and_composer() {
+    let mut h = signed_in();
+    let a = alice(&h);
+    h.app.handle(AppMsg::Worker(WorkerEvent::Typing {
+        conversation: a,
+        user: h.app.state.contacts[0].name.clone(),
+    }));
+    h.type_str("see you at 7");
+    snapshot!("main", h.render(100, 30));
+}
+
+#[test]
+fn main_screen_shows_unread_counts_and_the_invitation() {
+    let mut h = signed_in();
+    let s = h.render(100, 30);
+    // bob's two messages arrived while @alice was open.
+    assert!(s.contains("@bob"), "{s}");
+    let bob_line = s.lines().find(|l| l.contains("@bob")).unwrap();
+    assert!(bob_line.contains(" 2"), "{bob_line}");
+    assert!(s.contains("#design ← @carol"), "{s}");
+}
+
+#[test]
+fn help_overlay() {
+    let mut h = signed_in();
+    h.key(KeyCode::Esc); // composer -> chat
+    h.key(KeyCode::Char('?'));
+    assert_eq!(h.app.state.overlay, Some(Overlay::Help));
+    snapshot!("help", h.render(80, 30));
+    h.key(KeyCode::Esc);
+    assert_eq!(h.app.state.overlay, None);
+}
+
+#[test]
+fn question_mark_in_the_composer_is_just_text() {
+    let mut h = signed_in();
+    h.type_str("why?");
+    assert_eq!(h.app.state.overlay, None);
+    assert_eq!(h.app.composer_mut().text(), "why?");
+}
+
+#[tokio::test]
+async fn safety_screen_with_identity_change_warning() {
+    let mut h = signed_in();
+    let b = bob(&h);
+    let ConversationId::Direct(bob_id) = b else {
+        unreachable!()
+    };
+    h.app.handle(AppMsg::Worker(WorkerEvent::IdentityChanged {
+        user: bob_id,
+    }));
+    h.app.state.focus(b);
+    snapshot!("chat_identity_banner", h.render(100, 24));
+    h.type_str("/safety");
+    h.key(KeyCode::Enter);
+    h.pump(T0).await;
+    let Some(Overlay::Safety(info)) = &mut h.app.state.overlay else {
+        panic!("no safety screen: {:?}", h.app.state.notice)
+    };
+    // The fake's bob never changed keys; the app's did. Show the warning.
+    info.identity_changed = true;
+    info.verified = false;
+    snapshot!("safety_identity_changed", h.render(100, 24));
+    // v verifies; the warning goes.
+    h.key(KeyCode::Char('v'));
+    h.pump(T0).await;
+    let Some(Overlay::Safety(info)) = &h.app.state.overlay else {
+        panic!()
+    };
+    assert!(info.verified && !info.identity_changed);
+    assert!(!h.app.state.contacts[1].identity_changed);
+    let s = h.render(100, 24);
+    assert!(s.contains("✔ Verified"), "{s}");
+}
+
+#[test]
+fn very_small_terminals() {
+    let mut h = signed_in();
+    snapshot!("tiny_20x5", h.render(20, 5));
+    snapshot!("tiny_10x3", h.render(10, 3));
+    let one = h.render(1, 1);
+    assert_eq!(one.lines().count(), 1);
+}
+
+#[test]
+fn narrow_terminal_hides_the_sidebar_until_tab_reaches_it() {
+    let mut h = signed_in();
+    let s = h.render(50, 16);
+    assert!(!s.contains("Contacts"), "{s}");
+    h.key(KeyCode::Tab);
+    assert_eq!(h.app.focus(), Pane::Sidebar);
+    let s = h.render(50, 16);
+    snapshot!("narrow_sidebar", s);
+    // Opening a conversation from it brings the chat back.
+    h.key(KeyCode::Char('j'));
+    h.key(KeyCode::Enter);
+    assert_eq!(h.app.focus(), Pane::Composer);
+    assert_eq!(h.app.state.focused, Some(bob(&h)));
+}
+
+#[test]
+fn file_transfer_progress() {
+    let mut h = signed_in();
+    let a = alice(&h);
+    let id = MessageId::from_bytes([0x42; 16]);
+    h.app.handle(AppMsg::Outcome(Outcome::Sent(
+        a,
+        Ok(ChatMessage {
+            id,
+            from: h.app.state.account.clone().unwrap().name,
+            mine: true,
+            at: Timestamp(T0),
+            body: MessageBody::File(Attachment {
+                name: "slides.pdf".into(),
+                size: 3_145_728,
+                transferred: Some(0),
+                image: None,
+            }),
+            delivery: Delivery::Pending,
+        }),
+    )));
+    h.app.handle(AppMsg::Worker(WorkerEvent::FileProgress {
+        conversation: a,
+        message: id,
+        done: 1_258_291,
+        total: 3_145_728,
+    }));
+    snapshot!("file_progress", h.render(100, 24));
+}
+
+#[test]
+fn reconnect_state_shows_in_the_status_line() {
+    let mut h = signed_in();
+    h.app.handle(AppMsg::Worker(WorkerEvent::Connection(
+        ConnectionState::Reconnecting {
+            attempt: 2,
+            retry_in_ms: 4_000,
+        },
+    )));
+    let s = h.render(100, 24);
+    let last = s.lines().last().unwrap();
+    assert!(last.contains("↻ reconnecting: attempt 2 in 4s"), "{last}");
+    h.app.handle(AppMsg::Worker(WorkerEvent::Connection(
+        ConnectionState::Connected {
+            transport: Transport::WebSocket,
+        },
+    )));
+    let s = h.render(100, 24);
+    assert!(s.lines().last().unwrap().contains("● WebSocket"));
+}
+
+#[test]
+fn command_palette_lists_matching_commands() {
+    let mut h = signed_in();
+    h.type_str("/s");
+    snapshot!("palette", h.render(100, 24));
+}
+
+#[test]
+fn tab_and_shift_tab_move_between_panes() {
+    let mut h = signed_in();
+    assert_eq!(h.app.focus(), Pane::Composer);
+    h.key(KeyCode::Tab);
+    assert_eq!(h.app.focus(), Pane::Sidebar);
+    h.key(KeyCode::Tab);
+    assert_eq!(h.app.focus(), Pane::Chat);
+    h.key_mod(KeyCode::BackTab, KeyModifiers::SHIFT);
+    assert_eq!(h.app.focus(), Pane::Sidebar);
+}
+
+#[test]
+fn sidebar_keys_open_a_conversation_and_clear_its_unread() {
+    let mut h = signed_in();
+    h.render(100, 30);
+    let b = bob(&h);
+    assert_eq!(h.app.state.unread(b), 2);
+    h.key(KeyCode::Tab);
+    h.key(KeyCode::Char('j'));
+    h.key(KeyCode::Enter);
+    assert_eq!(h.app.state.focused, Some(b));
+    assert_eq!(h.app.state.unread(b), 0);
+    // The read receipt went to the worker.
+    let req = h.requests.try_recv().unwrap();
+    assert!(matches!(req, Request::MarkRead { conversation, .. } if conversation == b));
+}
+
+#[test]
+fn chat_scrolls_with_keys_and_the_mouse_wheel() {
+    let mut h = signed_in();
+    h.render(100, 12);
+    h.key(KeyCode::Esc); // to the chat
+    assert_eq!(h.app.focus(), Pane::Chat);
+    h.key(KeyCode::Char('k'));
+    assert_eq!(h.app.chat_scroll(), 1);
+    h.key(KeyCode::Char('G'));
+    assert_eq!(h.app.chat_scroll(), 0);
+    h.key(KeyCode::Char('g'));
+    let top = h.app.chat_scroll();
+    assert!(top > 1, "clamped to the content: {top}");
+    h.key(KeyCode::Char('G'));
+    h.app.handle(AppMsg::Input(Event::Mouse(MouseEvent {
+        kind: MouseEventKind::ScrollUp,
+        column: 60,
+        row: 3,
+        modifiers: KeyModifiers::NONE,
+    })));
+    assert_eq!(h.app.chat_scroll(), 3.min(top));
+    h.key(KeyCode::PageDown);
+    assert_eq!(h.app.chat_scroll(), 0);
+}
+
+#[tokio::test]
+async fn sending_from_the_composer_shows_marks_advancing() {
+    let mut h = signed_in();
+    let a = alice(&h);
+    h.type_str("slides are ready");
+    h.key(KeyCode::Enter);
+    h.pump(T0).await;
+    let last = |h: &Harness| {
+        h.app.state.conversations[&a]
+            .messages
+            .last()
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(last(&h).delivery, Delivery::Pending);
+    h.pump(T0 + 250).await;
+    assert_eq!(last(&h).delivery, Delivery::Sent);
+    h.pump(T0 + 800).await;
+    assert_eq!(last(&h).delivery, Delivery::Delivered);
+    h.pump(T0 + 2_000).await;
+    assert_eq!(last(&h).delivery, Delivery::Read);
+    let s = h.render(100, 30);
+    assert!(s.contains("✔✔ @sam: slides are ready"), "{s}");
+}
+
+#[tokio::test]
+async fn slash_commands_reach_the_worker() {
+    let mut h = signed_in();
+    h.type_str("/room create #books");
+    h.key(KeyCode::Enter);
+    h.pump(T0).await;
+    let f = h.app.state.focused.unwrap();
+    assert_eq!(h.app.state.title(f), "#books");
+    h.type_str("/link");
+    h.key(KeyCode::Enter);
+    h.pump(T0).await;
+    assert!(
+        matches!(&h.app.state.overlay, Some(Overlay::Info { title, .. }) if title == "Invite link")
+    );
+    h.key(KeyCode::Esc);
+    h.type_str("/members");
+    h.key(KeyCode::Enter);
+    h.pump(T0).await;
+    assert!(matches!(&h.app.state.overlay, Some(Overlay::Info { lines, .. }) if lines.len() == 1));
+    h.key(KeyCode::Esc);
+    h.type_str("/msg @nobody hi");
+    h.key(KeyCode::Enter);
+    h.pump(T0).await;
+    let n = h.app.state.notice.clone().unwrap();
+    assert!(n.error && n.text.contains("no such user"), "{n:?}");
+    h.type_str("/search meetup");
+    h.key(KeyCode::Enter);
+    h.pump(T0).await;
+    assert!(
+        matches!(&h.app.state.overlay, Some(Overlay::Info { lines, .. }) if lines[0].contains("meetup"))
+    );
+}
+
+#[tokio::test]
+async fn first_run_registers_and_lands_on_the_main_screen() {
+    let mut h = first_run();
+    h.type_str("dave");
+    h.key(KeyCode::Enter);
+    assert!(h.app.state.signing_in);
+    h.pump(T0).await;
+    assert_eq!(h.app.state.screen, crate::state::Screen::Main);
+    assert_eq!(h.app.state.contacts.len(), 3);
+}
+
+#[test]
+fn ctrl_c_quits() {
+    let mut h = signed_in();
+    h.key_mod(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert!(h.app.should_quit());
+}
+
+#[test]
+fn fixed_sizes_never_panic() {
+    for (w, h) in [
+        (1, 1),
+        (10, 3),
+        (20, 5),
+        (80, 24),
+        (200, 60),
+        (0, 0),
+        (1, 40),
+        (300, 1),
+    ] {
+        for setup in 0..6 {
+            let mut hs = screen(setup);
+            hs.render(w, h);
+        }
+    }
+}
+
+/// Screen variants for the size property: first run, main (each pane
+/// focused), help, safety.
+fn screen(which: u8) -> Harness {
+    match which {
+        0 => first_run(),
+        1 => signed_in(),
+        2 => {
+            let mut h = signed_in();
+            h.key(KeyCode::Tab);
+            h
+        }
+        3 => {
+            let mut h = signed_in();
+            h.app.state.overlay = Some(Overlay::Help);
+            h
+        }
+        4 => {
+            let mut h = signed_in();
+            h.app.state.overlay = Some(Overlay::Safety(crate::worker::SafetyInfo {
+                id: h.app.state.contacts[1].id,
+                user: h.app.state.contacts[1].name.clone(),
+                digits: "0123456789".repeat(6),
+                verified: false,
+                identity_changed: true,
+            }));
+            h
+        }
+        _ => {
+            let mut h = signed_in();
+            h.type_str(
+                "a very long message that wraps around many times "
+                    .repeat(8)
+                    .as_str(),
+            );
+            h
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn drawing_never_panics_at_any_size(w in 0u16..260, h in 0u16..90, which in 0u8..6) {
+        let mut hs = screen(which);
+        let out = hs.render(w, h);
+        if w > 0 && h > 0 {
+            prop_assert_eq!(out.lines().count(), usize::from(h));
+        }
+    }
+}
