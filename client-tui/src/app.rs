@@ -343,10 +343,9 @@ impl App {
             self.worker.mark_read(id, m);
         }
         self.opened();
-        if self.size.width < SIDEBAR_MIN_WIDTH {
-            // On a narrow screen the sidebar covered the chat: uncover it.
-            self.set_focus(Pane::Composer);
-        }
+        // Opening a conversation is for writing in it (and on a narrow
+        // screen the sidebar covered the chat).
+        self.set_focus(Pane::Composer);
     }
 
     /// Awaits a reply off the UI task and posts its outcome back.

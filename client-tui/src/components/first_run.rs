@@ -118,7 +118,7 @@ impl Component for FirstRun {
     }
 
     fn draw(&self, f: &mut Frame<'_>, area: Rect, state: &AppState) {
-        let r = centered(area, 66, 16);
+        let r = centered(area, 66, 15);
         f.render_widget(Clear, r);
         let block = Block::new()
             .borders(Borders::ALL)

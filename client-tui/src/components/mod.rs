@@ -128,6 +128,16 @@ pub(crate) fn wrap(s: &str, width: usize) -> Vec<String> {
     lines
 }
 
+/// Rows that `lines` take when word-wrapped at `width`, as an overlay's
+/// height (one spare row: ratatui's wrapping may break a little earlier).
+pub(crate) fn rows_needed(lines: &[ratatui::text::Line<'_>], width: usize) -> u16 {
+    let n: usize = lines
+        .iter()
+        .map(|l| wrap(&l.to_string(), width).len())
+        .sum();
+    u16::try_from(n + 1).unwrap_or(u16::MAX)
+}
+
 /// A rectangle of at most `w` × `h` centred in `area`.
 pub(crate) fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let w = w.min(area.width);

@@ -9,7 +9,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
-use super::{Component, EventState, centered, key};
+use super::{Component, EventState, centered, key, rows_needed};
 use crate::queue::{InternalEvent, Queue};
 use crate::state::{AppState, Overlay};
 use crate::worker::SafetyInfo;
@@ -99,7 +99,10 @@ impl Component for Safety {
         let Some(Overlay::Safety(info)) = &state.overlay else {
             return;
         };
-        let r = centered(area, 70, 20);
+        let lines = lines(info);
+        let inner_w = usize::from(area.width.min(70).saturating_sub(2));
+        let h = rows_needed(&lines, inner_w).saturating_add(2);
+        let r = centered(area, 70, h);
         f.render_widget(Clear, r);
         let border = if info.identity_changed {
             Color::Red
@@ -107,14 +110,12 @@ impl Component for Safety {
             Color::Cyan
         };
         f.render_widget(
-            Paragraph::new(lines(info))
-                .wrap(Wrap { trim: false })
-                .block(
-                    Block::new()
-                        .borders(Borders::ALL)
-                        .border_style(Style::new().fg(border))
-                        .title(format!(" Safety number with {} ", info.user)),
-                ),
+            Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+                Block::new()
+                    .borders(Borders::ALL)
+                    .border_style(Style::new().fg(border))
+                    .title(format!(" Safety number with {} ", info.user)),
+            ),
             r,
         );
     }
