@@ -262,6 +262,27 @@ impl AppState {
         }
     }
 
+    /// The local calendar day of `t`, as `Thu 1 Jan 2026`, for the
+    /// separators between days in the scrollback.
+    pub(crate) fn day(&self, t: Timestamp) -> String {
+        let nanos = i128::from(t.0) * 1_000_000;
+        match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+            Ok(dt) => {
+                let dt = dt.to_offset(self.offset);
+                let wd = dt.weekday().to_string();
+                let m = dt.month().to_string();
+                format!(
+                    "{} {} {} {}",
+                    wd.get(..3).unwrap_or(&wd),
+                    dt.day(),
+                    m.get(..3).unwrap_or(&m),
+                    dt.year()
+                )
+            }
+            Err(_) => "unknown day".to_owned(),
+        }
+    }
+
     // ------------------------------------------------------------ changes
 
     /// Sets the notice in the status line.
@@ -930,6 +951,14 @@ pub(crate) mod tests {
         assert!(s.notice.is_some());
         s.tick(Timestamp(T0 + NOTICE_MS));
         assert!(s.notice.is_none());
+    }
+
+    #[test]
+    fn day_names_the_local_calendar_day() {
+        let mut s = signed_in();
+        assert_eq!(s.day(Timestamp(T0)), "Thu 1 Jan 2026");
+        s.offset = UtcOffset::from_hms(-1, 0, 0).unwrap();
+        assert_eq!(s.day(Timestamp(T0)), "Wed 31 Dec 2025");
     }
 
     #[test]

@@ -92,7 +92,23 @@ pub(crate) fn progress_bar(done: u64, total: u64, width: usize) -> String {
 pub(crate) fn rows(state: &AppState, messages: &[ChatMessage], width: u16) -> Vec<Row> {
     let width = usize::from(width);
     let mut out = Vec::new();
+    let mut last_day = String::new();
     for m in messages {
+        // A rule with the date wherever the local day changes.
+        let day = state.day(m.at);
+        if day != last_day {
+            let label = format!(" {day} ");
+            let free = width.saturating_sub(label.width());
+            let side = free / 2;
+            out.push(Row::Text(Line::styled(
+                truncate(
+                    &format!("{}{label}{}", "─".repeat(side), "─".repeat(free - side)),
+                    width,
+                ),
+                Style::new().fg(Color::DarkGray),
+            )));
+            last_day = day;
+        }
         let time = state.clock(m.at);
         let (mark, mark_style) = if m.mine {
             delivery_mark(m.delivery)
