@@ -318,8 +318,9 @@ impl App {
                 }
             }
             MouseEventKind::Down(MouseButton::Left) => {
-                if over_sidebar {
+                if let Some(r) = a.sidebar.filter(|r| r.contains(at)) {
                     self.set_focus(Pane::Sidebar);
+                    self.sidebar.click(&self.state, r, at.y);
                 } else if a.chat.is_some_and(|r| r.contains(at)) {
                     self.set_focus(Pane::Chat);
                 } else if a.composer.contains(at) {

@@ -362,6 +362,21 @@ fn chat_scrolls_with_keys_and_the_mouse_wheel() {
     assert_eq!(h.app.chat_scroll(), 0);
 }
 
+#[test]
+fn clicking_a_sidebar_row_opens_it() {
+    let mut h = signed_in();
+    h.render(100, 30);
+    // Row 0 is "Contacts (3)", rows 1-3 the contacts: row 2 is @bob.
+    h.app.handle(AppMsg::Input(Event::Mouse(MouseEvent {
+        kind: MouseEventKind::Down(ratatui::crossterm::event::MouseButton::Left),
+        column: 3,
+        row: 2,
+        modifiers: KeyModifiers::NONE,
+    })));
+    assert_eq!(h.app.state.focused, Some(bob(&h)));
+    assert_eq!(h.app.focus(), Pane::Composer);
+}
+
 #[tokio::test]
 async fn sending_from_the_composer_shows_marks_advancing() {
     let mut h = signed_in();

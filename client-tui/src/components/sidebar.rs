@@ -216,11 +216,27 @@ impl Component for Sidebar {
         let block = Block::new().borders(Borders::RIGHT).border_style(border);
         let inner = block.inner(area);
         f.render_widget(block, area);
+        let (lines, _, skip) = self.lines(state, inner);
+        let h = usize::from(inner.height);
+        let visible: Vec<Line<'static>> = lines.into_iter().skip(skip).take(h).collect();
+        f.render_widget(Paragraph::new(visible), inner);
+    }
+}
+
+impl Sidebar {
+    /// The rows for the inner area: lines, the item index of each line
+    /// (`None` for headers and hints), and how many lines are scrolled off
+    /// the top so that the selection stays visible.
+    fn lines(
+        &self,
+        state: &AppState,
+        inner: Rect,
+    ) -> (Vec<Line<'static>>, Vec<Option<usize>>, usize) {
         let width = usize::from(inner.width);
         let all = items(state);
         let selected = self.selected.min(all.len().saturating_sub(1));
-        // Rows with section headers; remember which row the selection is on.
         let mut lines: Vec<Line<'static>> = Vec::new();
+        let mut index = Vec::new();
         let mut sel_row = 0;
         let header = |t: &str, n: usize| {
             Line::from(Span::styled(
@@ -239,6 +255,7 @@ impl Component for Sidebar {
                 continue;
             }
             lines.push(header(title, count));
+            index.push(None);
             for _ in 0..count {
                 if let Some(item) = all.get(idx) {
                     let is_sel = self.focused && idx == selected;
@@ -246,6 +263,7 @@ impl Component for Sidebar {
                         sel_row = lines.len();
                     }
                     lines.push(self.row(state, *item, width, is_sel));
+                    index.push(Some(idx));
                 }
                 idx += 1;
             }
@@ -261,16 +279,37 @@ impl Component for Sidebar {
                     ),
                     Style::new().fg(Color::DarkGray),
                 ));
+                index.push(None);
             }
         }
-        // Scroll so that the selected row stays visible.
         let h = usize::from(inner.height);
         let skip = if h == 0 {
             0
         } else {
             sel_row.saturating_sub(h - 1)
         };
-        let visible: Vec<Line<'static>> = lines.into_iter().skip(skip).take(h).collect();
-        f.render_widget(Paragraph::new(visible), inner);
+        (lines, index, skip)
+    }
+
+    /// A click at screen row `y` inside the sidebar drawn in `area`: selects
+    /// and opens the row's item. Returns whether there was one.
+    pub(crate) fn click(&mut self, state: &AppState, area: Rect, y: u16) -> bool {
+        let inner = Block::new().borders(Borders::RIGHT).inner(area);
+        if y < inner.y || y >= inner.y + inner.height {
+            return false;
+        }
+        let (_, index, skip) = self.lines(state, inner);
+        match index
+            .get(skip + usize::from(y - inner.y))
+            .copied()
+            .flatten()
+        {
+            Some(i) => {
+                self.selected = i;
+                self.activate(state);
+                true
+            }
+            None => false,
+        }
     }
 }
