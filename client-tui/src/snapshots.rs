@@ -523,3 +523,128 @@ proptest! {
         }
     }
 }
+
+/// Random worker events, for the robustness property: anything a (possibly
+/// hostile) peer can put in a message or a receipt.
+fn arb_event(
+    convs: Vec<ConversationId>,
+    users: Vec<spider_protocol::ids::UserId>,
+) -> impl Strategy<Value = WorkerEvent> {
+    let conv = proptest::sample::select(convs);
+    let user = proptest::sample::select(users);
+    let id = (0u8..12).prop_map(|i| MessageId::from_bytes([i; 16]));
+    let delivery = proptest::sample::select(vec![
+        Delivery::Pending,
+        Delivery::Sent,
+        Delivery::Delivered,
+        Delivery::Read,
+        Delivery::Failed,
+    ]);
+    let name = proptest::sample::select(vec!["alice", "bob", "carol", "sam", "zed"])
+        .prop_map(|n| spider_protocol::name::Username::parse(n).unwrap());
+    let text = || {
+        proptest::string::string_regex("(\\PC|[\\x00-\\x1f\\x7f\u{200b}\u{fe0f}日本語]){0,300}")
+            .unwrap()
+    };
+    let body = prop_oneof![
+        text().prop_map(MessageBody::Text),
+        text().prop_map(MessageBody::Notice),
+        (
+            text(),
+            any::<u64>(),
+            proptest::option::of(any::<u64>()),
+            any::<bool>()
+        )
+            .prop_map(
+                |(name, size, transferred, image)| MessageBody::File(Attachment {
+                    name,
+                    size,
+                    transferred,
+                    image: image.then(|| crate::preview::demo_png(7, 30)),
+                })
+            ),
+    ];
+    prop_oneof![
+        (
+            conv.clone(),
+            id.clone(),
+            name.clone(),
+            any::<bool>(),
+            any::<u64>(),
+            body,
+            delivery.clone()
+        )
+            .prop_map(|(conversation, id, from, mine, at, body, delivery)| {
+                WorkerEvent::MessageReceived {
+                    conversation,
+                    message: ChatMessage {
+                        id,
+                        from,
+                        mine,
+                        at: Timestamp(at),
+                        body,
+                        delivery,
+                    },
+                }
+            }),
+        (conv.clone(), id.clone(), delivery).prop_map(|(conversation, message, delivery)| {
+            WorkerEvent::DeliveryChanged {
+                conversation,
+                message,
+                delivery,
+            }
+        }),
+        (conv.clone(), name)
+            .prop_map(|(conversation, user)| WorkerEvent::Typing { conversation, user }),
+        user.clone()
+            .prop_map(|user| WorkerEvent::IdentityChanged { user }),
+        (conv, id, any::<u64>(), any::<u64>()).prop_map(|(conversation, message, done, total)| {
+            WorkerEvent::FileProgress {
+                conversation,
+                message,
+                done,
+                total,
+            }
+        }),
+        (any::<u32>(), any::<u64>()).prop_map(|(attempt, retry_in_ms)| WorkerEvent::Connection(
+            ConnectionState::Reconnecting {
+                attempt,
+                retry_in_ms
+            }
+        )),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Whatever the network says, the app neither panics nor shows unread
+    /// messages in the conversation that is open, at any size.
+    #[test]
+    fn random_events_never_break_state_or_drawing(
+        seed_events in {
+            let h = signed_in();
+            let convs: Vec<ConversationId> = h.app.state.conversations.keys().copied().collect();
+            let users = h.app.state.contacts.iter().map(|c| c.id).collect();
+            proptest::collection::vec(arb_event(convs, users), 1..40)
+        },
+        w in 1u16..160,
+        hgt in 1u16..50,
+        scroll_up in 0usize..30,
+    ) {
+        let mut h = signed_in();
+        for ev in seed_events {
+            h.app.handle(AppMsg::Worker(ev));
+        }
+        let open = h.app.state.focused.unwrap();
+        prop_assert_eq!(h.app.state.unread(open), 0);
+        h.render(w, hgt);
+        h.key(KeyCode::Esc);
+        for _ in 0..scroll_up {
+            h.key(KeyCode::Char('k'));
+        }
+        h.render(w, hgt);
+        h.key(KeyCode::Tab);
+        h.render(w, hgt);
+    }
+}

@@ -67,23 +67,38 @@ pub(crate) fn is_ctrl(k: &KeyEvent, c: char) -> bool {
     k.code == KeyCode::Char(c) && k.modifiers.contains(KeyModifiers::CONTROL)
 }
 
-/// Cuts `s` to `width` columns, ending in `…` if anything was cut.
+/// Cuts `s` to `width` columns, ending in `…` if anything was cut. Control
+/// characters (untrusted names could carry terminal escapes) become `�`.
+/// Widths are measured on the string, not summed per char: a variation
+/// selector can widen the character before it.
 pub(crate) fn truncate(s: &str, width: usize) -> String {
-    if s.width() <= width {
+    let clean = |c: char| if c.is_control() { '\u{fffd}' } else { c };
+    if s.width() <= width && !s.contains(char::is_control) {
         return s.to_owned();
     }
     if width == 0 {
         return String::new();
     }
     let mut out = String::new();
-    let mut w = 0;
-    for c in s.chars() {
-        let cw = c.width().unwrap_or(0);
-        if w + cw > width - 1 {
+    let mut cut = false;
+    for c in s.chars().map(clean) {
+        // Zero-width characters add bytes but no width: bound the work.
+        if out.len() > width * 8 + 32 {
+            cut = true;
             break;
         }
         out.push(c);
-        w += cw;
+        if out.width() > width {
+            out.pop();
+            cut = true;
+            break;
+        }
+    }
+    if !cut {
+        return out;
+    }
+    while out.width() > width - 1 {
+        out.pop();
     }
     out.push('…');
     out
@@ -161,6 +176,11 @@ mod tests {
         assert_eq!(truncate("hello", 1), "…");
         assert_eq!(truncate("hello", 0), "");
         assert_eq!(truncate("日本語", 4), "日…");
+        assert_eq!(truncate("a\u{1b}b", 5), "a\u{fffd}b");
+        // A variation selector widens the heart to two columns.
+        for w in 0..6 {
+            assert!(truncate("❤\u{fe0f}❤\u{fe0f}❤\u{fe0f}", w).width() <= w);
+        }
     }
 
     #[test]

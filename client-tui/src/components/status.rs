@@ -93,7 +93,7 @@ impl Component for StatusLine {
                 break;
             }
             let t = truncate(&s.content, left);
-            left -= t.width();
+            left = left.saturating_sub(t.width());
             spans.push(Span::styled(t, s.style));
         }
         if show_right {
