@@ -17,7 +17,7 @@ use spider_protocol::ids::{RoomId, Timestamp, UserId};
 use spider_protocol::name::{RoomName, Username};
 use tokio::sync::mpsc;
 
-use crate::components::chat::ChatView;
+use crate::components::chat::{ChatView, total_rows};
 use crate::components::command::{Command, Palette};
 use crate::components::composer::Composer;
 use crate::components::first_run::FirstRun;
@@ -206,8 +206,16 @@ impl App {
         match msg {
             AppMsg::Input(ev) => self.event(&ev),
             AppMsg::Worker(ev) => {
+                let chat = self.areas().chat;
+                let before = chat.map(|r| total_rows(&self.state, r));
+                let before_focus = self.state.focused;
                 if let Some((conv, id)) = self.state.apply(ev) {
                     self.worker.mark_read(conv, id);
+                }
+                if let (Some(r), Some(n)) = (chat, before)
+                    && self.state.focused == before_focus
+                {
+                    self.chat.hold(total_rows(&self.state, r).saturating_sub(n));
                 }
             }
             AppMsg::Outcome(o) => {
@@ -576,6 +584,10 @@ impl App {
         }
         match self.state.screen {
             Screen::Starting => {
+                f.render_widget(
+                    ratatui::widgets::Paragraph::new("Starting…").centered(),
+                    Rect::new(0, area.height / 2, area.width, 1),
+                );
                 self.status
                     .draw(f, Rect::new(0, area.height - 1, area.width, 1), &self.state);
             }

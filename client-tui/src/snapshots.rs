@@ -377,6 +377,34 @@ fn clicking_a_sidebar_row_opens_it() {
     assert_eq!(h.app.focus(), Pane::Composer);
 }
 
+#[test]
+fn reading_scrolled_up_stays_put_when_messages_arrive() {
+    let mut h = signed_in();
+    let before = h.render(100, 16);
+    h.key(KeyCode::Esc);
+    h.key(KeyCode::Char('k'));
+    h.key(KeyCode::Char('k'));
+    let scrolled = h.render(100, 16);
+    assert_ne!(before, scrolled);
+    let a = alice(&h);
+    let from = h.app.state.contacts[0].name.clone();
+    h.app.handle(AppMsg::Worker(WorkerEvent::MessageReceived {
+        conversation: a,
+        message: ChatMessage {
+            id: MessageId::from_bytes([0x77; 16]),
+            from,
+            mine: false,
+            at: Timestamp(T0),
+            body: MessageBody::Text("new".into()),
+            delivery: Delivery::Read,
+        },
+    }));
+    let after = h.render(100, 16);
+    // Same rows of the chat on screen (the status line may differ).
+    let chat = |s: &str| s.lines().take(10).map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(chat(&scrolled), chat(&after));
+}
+
 #[tokio::test]
 async fn sending_from_the_composer_shows_marks_advancing() {
     let mut h = signed_in();

@@ -252,10 +252,16 @@ impl ChatView {
     pub(crate) fn fit(&mut self, state: &AppState, area: Rect) {
         let body = body_area(state, area);
         self.page = usize::from(body.height).max(1);
-        let total = state
-            .focused_conversation()
-            .map_or(0, |c| rows(state, &c.messages, body.width).len());
+        let total = total_rows(state, area);
         self.scroll = self.scroll.min(total.saturating_sub(self.page));
+    }
+
+    /// Keeps what the reader looks at in place when `added` rows arrived
+    /// below while scrolled up (at the bottom, new rows simply show).
+    pub(crate) fn hold(&mut self, added: usize) {
+        if self.scroll > 0 {
+            self.scroll = self.scroll.saturating_add(added);
+        }
     }
 
     fn up(&mut self, n: usize) {
@@ -265,6 +271,14 @@ impl ChatView {
     fn down(&mut self, n: usize) {
         self.scroll = self.scroll.saturating_sub(n);
     }
+}
+
+/// Rows of the open conversation in a chat pane of `area`.
+pub(crate) fn total_rows(state: &AppState, area: Rect) -> usize {
+    let body = body_area(state, area);
+    state
+        .focused_conversation()
+        .map_or(0, |c| rows(state, &c.messages, body.width).len())
 }
 
 /// Does the open 1:1's contact have an unverified new identity key?
