@@ -47,9 +47,23 @@ struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = TransportChoice::Auto)]
     transport: TransportChoice,
 
+    /// Inline images: the terminal's graphics protocol if it has one (kitty,
+    /// sixel, iTerm2), or always half blocks.
+    #[arg(long, global = true, value_enum, default_value_t = Images::Auto)]
+    images: Images,
+
     /// Run the interactive app on an in-process fake network (development).
     #[arg(long, hide = true)]
     fake: bool,
+}
+
+/// How to draw inline images.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Images {
+    /// Ask the terminal; half blocks if it has no graphics protocol.
+    Auto,
+    /// Half blocks only (no terminal query).
+    Halfblocks,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -69,15 +83,26 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    rt.block_on(run_fake(cli.transport, offset))
+    rt.block_on(run_fake(cli.transport, cli.images, offset))
 }
 
-async fn run_fake(transport: TransportChoice, offset: time::UtcOffset) -> anyhow::Result<()> {
+async fn run_fake(
+    transport: TransportChoice,
+    images: Images,
+    offset: time::UtcOffset,
+) -> anyhow::Result<()> {
     let (worker, requests) = Worker::channel();
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let _task = FakeWorker::new(transport).spawn(requests, events_tx);
     let (tx, mut rx) = mpsc::unbounded_channel::<AppMsg>();
 
+    let mut tui = terminal::Tui::enter().context("entering the terminal's interactive mode")?;
+    // The graphics query reads the terminal's answer from stdin: before the
+    // input thread starts.
+    let graphics = match images {
+        Images::Auto => preview::Graphics::query(),
+        Images::Halfblocks => None,
+    };
     // Terminal input on its own thread: crossterm's read blocks.
     let input_tx = tx.clone();
     std::thread::spawn(move || {
@@ -106,13 +131,9 @@ async fn run_fake(transport: TransportChoice, offset: time::UtcOffset) -> anyhow
         }
     });
 
-    let mut tui = terminal::Tui::enter().context("entering the terminal's interactive mode")?;
-    let mut app = App::new(
-        AppState::new(wall_clock(), offset),
-        worker,
-        tx,
-        "relay.example:443",
-    );
+    let mut state = AppState::new(wall_clock(), offset);
+    state.graphics = graphics;
+    let mut app = App::new(state, worker, tx, "relay.example:443");
     let size = tui.terminal.size().context("reading the terminal size")?;
     app.event(&event::Event::Resize(size.width, size.height));
     loop {

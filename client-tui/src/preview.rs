@@ -1,19 +1,28 @@
-//! Inline image previews drawn with half blocks.
+//! Inline image previews: terminal graphics where the terminal has them,
+//! half blocks otherwise.
 //!
-//! Each terminal cell shows two pixels stacked: the upper one as the
-//! foreground of `▀`, the lower one as the background. This works in every
-//! terminal with colour and needs no escape sequences of its own, so it is
-//! the default. (Sixel and kitty graphics would need the `ratatui-image`
-//! crate, whose only release for ratatui 0.30 is a release candidate today.)
+//! At start the app asks the terminal what it supports (`ratatui-image`'s
+//! [`Picker`] query: kitty graphics, sixel, iTerm2). Where one of those
+//! exists, each image becomes a fixed-size [`Graphic`] when its message
+//! arrives, drawn whole when all of it is on screen.
 //!
-//! Decoding happens once, when the message arrives: the image is shrunk to a
-//! thumbnail of at most [`MAX_PREVIEW_PX`] on a side, and drawing samples
-//! that thumbnail for whatever area the chat gives it.
+//! Everywhere else, and for an image scrolled half out of view (sixel cannot
+//! draw part of an image), the [`Preview`] is drawn with half blocks: each
+//! cell shows two pixels stacked, the upper as the foreground of `▀`, the
+//! lower as the background. That works in any colour terminal and needs no
+//! escape sequences.
+//!
+//! Decoding happens once, when the message arrives, with size limits: the
+//! image is shrunk to a thumbnail of at most [`MAX_PREVIEW_PX`] on a side,
+//! and drawing samples that thumbnail for whatever area the chat gives it.
 
-use image::{ImageFormat, ImageReader};
+use image::{DynamicImage, ImageFormat, ImageReader};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::Color;
+use ratatui_image::picker::{Picker, ProtocolType};
+use ratatui_image::protocol::Protocol;
+use ratatui_image::{Image, Resize};
 use std::io::Cursor;
 
 /// The thumbnail's longest side, in pixels. A preview is at most a few dozen
@@ -30,6 +39,98 @@ const MAX_SOURCE_DIM: u32 = 8_192;
 
 /// Rows of cells a preview takes in the chat.
 pub(crate) const PREVIEW_ROWS: u16 = 8;
+
+/// Columns a terminal-graphics preview may take.
+pub(crate) const GRAPHIC_COLS: u16 = 40;
+
+/// Largest side of the image handed to the graphics encoder: enough for
+/// [`GRAPHIC_COLS`] × [`PREVIEW_ROWS`] cells at common font sizes.
+const MAX_GRAPHIC_PX: u32 = 640;
+
+/// Decodes PNG or JPEG bytes with size limits.
+fn decode_image(bytes: &[u8]) -> Result<DynamicImage, PreviewError> {
+    if bytes.len() > MAX_PREVIEW_BYTES {
+        return Err(PreviewError::TooLarge);
+    }
+    let format = image::guess_format(bytes).map_err(|_| PreviewError::Decode)?;
+    if !matches!(format, ImageFormat::Png | ImageFormat::Jpeg) {
+        return Err(PreviewError::Decode);
+    }
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SOURCE_DIM);
+    limits.max_image_height = Some(MAX_SOURCE_DIM);
+    limits.max_alloc = Some(256 * 1024 * 1024);
+    reader.limits(limits);
+    reader.decode().map_err(|_| PreviewError::Decode)
+}
+
+/// What the terminal can show besides text.
+#[derive(Clone, Debug)]
+pub(crate) struct Graphics {
+    picker: Picker,
+}
+
+impl Graphics {
+    /// Asks the terminal (raw mode on, before anything else reads stdin).
+    /// `None` when it has no graphics protocol: half blocks then.
+    pub(crate) fn query() -> Option<Graphics> {
+        let options = ratatui_image::picker::cap_parser::QueryStdioOptions {
+            // Terminals answer at once; one that does not should not hold up
+            // the start for long.
+            timeout_ms: 500,
+            ..Default::default()
+        };
+        let picker = Picker::from_query_stdio_with_options(options).ok()?;
+        (picker.protocol_type() != ProtocolType::Halfblocks).then_some(Graphics { picker })
+    }
+
+    /// ratatui-image's own half blocks: to test the graphics path on
+    /// `TestBackend`.
+    #[cfg(test)]
+    pub(crate) fn halfblocks() -> Graphics {
+        Graphics {
+            picker: Picker::halfblocks(),
+        }
+    }
+
+    /// Encodes an image for this terminal, at most
+    /// [`GRAPHIC_COLS`] × [`PREVIEW_ROWS`] cells.
+    pub(crate) fn encode(&self, bytes: &[u8]) -> Option<Graphic> {
+        let img = decode_image(bytes).ok()?;
+        let img = img.thumbnail(MAX_GRAPHIC_PX, MAX_GRAPHIC_PX);
+        let size = ratatui::layout::Size::new(GRAPHIC_COLS, PREVIEW_ROWS);
+        self.picker
+            .new_protocol(img, size, Resize::Fit(None))
+            .ok()
+            .map(Graphic)
+    }
+}
+
+/// An image encoded for the terminal's graphics protocol, at a fixed size.
+#[derive(Clone)]
+pub(crate) struct Graphic(Protocol);
+
+impl std::fmt::Debug for Graphic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.0.size();
+        write!(f, "Graphic({}x{})", s.width, s.height)
+    }
+}
+
+impl Graphic {
+    /// Size in cells.
+    pub(crate) fn size(&self) -> (u16, u16) {
+        let s = self.0.size();
+        (s.width, s.height)
+    }
+
+    /// Draws the whole image at the top left of `area`, if it fits.
+    pub(crate) fn render(&self, buf: &mut Buffer, area: Rect) {
+        use ratatui::widgets::Widget;
+        Image::new(&self.0).render(area, buf);
+    }
+}
 
 /// Why an image has no preview.
 #[derive(Debug, thiserror::Error)]
@@ -53,20 +154,7 @@ pub(crate) struct Preview {
 impl Preview {
     /// Decodes PNG or JPEG bytes into a thumbnail.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Preview, PreviewError> {
-        if bytes.len() > MAX_PREVIEW_BYTES {
-            return Err(PreviewError::TooLarge);
-        }
-        let format = image::guess_format(bytes).map_err(|_| PreviewError::Decode)?;
-        if !matches!(format, ImageFormat::Png | ImageFormat::Jpeg) {
-            return Err(PreviewError::Decode);
-        }
-        let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
-        let mut limits = image::Limits::default();
-        limits.max_image_width = Some(MAX_SOURCE_DIM);
-        limits.max_image_height = Some(MAX_SOURCE_DIM);
-        limits.max_alloc = Some(256 * 1024 * 1024);
-        reader.limits(limits);
-        let img = reader.decode().map_err(|_| PreviewError::Decode)?;
+        let img = decode_image(bytes)?;
         let thumb = img.thumbnail(MAX_PREVIEW_PX, MAX_PREVIEW_PX).to_rgb8();
         let (width, height) = thumb.dimensions();
         let rgb = thumb.pixels().map(|p| p.0).collect();
@@ -196,6 +284,17 @@ mod tests {
         assert_eq!(cell.symbol(), "▀");
         assert_eq!(cell.fg, Color::Rgb(255, 0, 0));
         assert_eq!(cell.bg, Color::Rgb(0, 0, 255));
+    }
+
+    #[test]
+    fn graphics_encode_within_the_preview_box() {
+        let g = Graphics::halfblocks().encode(&demo_png(400, 100)).unwrap();
+        let (w, h) = g.size();
+        assert!(
+            w <= GRAPHIC_COLS && h <= PREVIEW_ROWS && w > 0 && h > 0,
+            "{w}x{h}"
+        );
+        assert!(Graphics::halfblocks().encode(b"junk").is_none());
     }
 
     #[test]

@@ -34,8 +34,13 @@ struct Harness {
 /// An app signed in as @sam on the fake's demo data, at T0 in UTC, with
 /// @alice open.
 fn signed_in() -> Harness {
+    signed_in_with(None)
+}
+
+fn signed_in_with(graphics: Option<crate::preview::Graphics>) -> Harness {
     let mut fake = FakeWorker::signed_in("sam", Timestamp(T0));
     let mut state = AppState::new(Timestamp(T0), UtcOffset::UTC);
+    state.graphics = graphics;
     for ev in fake.start(Timestamp(T0)) {
         state.apply(ev);
     }
@@ -171,6 +176,22 @@ fn main_screen_shows_unread_counts_and_the_invitation() {
     let bob_line = s.lines().find(|l| l.contains("@bob")).unwrap();
     assert!(bob_line.contains(" 2"), "{bob_line}");
     assert!(s.contains("#design ← @carol"), "{s}");
+}
+
+#[test]
+fn terminal_graphics_path_draws_whole_images_and_falls_back_when_cut() {
+    // ratatui-image's half-block protocol stands in for sixel / kitty, which
+    // TestBackend cannot show; the placement logic is the same.
+    let mut h = signed_in_with(Some(crate::preview::Graphics::halfblocks()));
+    assert_eq!(h.app.state.graphic.len(), 1);
+    snapshot!("main_graphics", h.render(100, 30));
+    // Scrolled so that the image is cut at the top: half blocks, no panic.
+    h.key(KeyCode::Esc);
+    for _ in 0..3 {
+        h.key(KeyCode::Char('k'));
+    }
+    let s = h.render(100, 14);
+    assert!(s.contains('▀'), "{s}");
 }
 
 #[test]

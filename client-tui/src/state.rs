@@ -14,7 +14,7 @@ use spider_protocol::message::Presence;
 use spider_protocol::name::Username;
 use time::{OffsetDateTime, UtcOffset};
 
-use crate::preview::Preview;
+use crate::preview::{Graphic, Graphics, Preview};
 use crate::worker::{
     Account, ChatMessage, ConnectionState, Contact, ConversationId, Delivery, Invitation,
     MemberEntry, MessageBody, RoomEntry, SafetyInfo, SearchHit, WorkerError, WorkerEvent,
@@ -148,6 +148,10 @@ pub(crate) struct AppState {
     pub(crate) focused: Option<ConversationId>,
     /// Decoded image previews, by the message that carries the image.
     pub(crate) previews: HashMap<MessageId, Preview>,
+    /// The terminal's graphics protocol, if it has one.
+    pub(crate) graphics: Option<Graphics>,
+    /// Images encoded for it, by message.
+    pub(crate) graphic: HashMap<MessageId, Graphic>,
     /// A window over the main screen.
     pub(crate) overlay: Option<Overlay>,
     /// The status-line notice.
@@ -175,6 +179,8 @@ impl AppState {
             conversations: BTreeMap::new(),
             focused: None,
             previews: HashMap::new(),
+            graphics: None,
+            graphic: HashMap::new(),
             overlay: None,
             notice: None,
             now,
@@ -328,9 +334,13 @@ impl AppState {
     fn push_message(&mut self, id: ConversationId, message: ChatMessage) -> bool {
         if let MessageBody::File(a) = &message.body
             && let Some(bytes) = &a.image
+            && !self.previews.contains_key(&message.id)
             && let Ok(p) = Preview::decode(bytes)
         {
             self.previews.insert(message.id, p);
+            if let Some(g) = self.graphics.as_ref().and_then(|g| g.encode(bytes)) {
+                self.graphic.insert(message.id, g);
+            }
         }
         let c = self.conversation_mut(id);
         if c.messages.iter().any(|m| m.id == message.id) {

@@ -189,7 +189,11 @@ pub(crate) fn rows(state: &AppState, messages: &[ChatMessage], width: u16) -> Ve
         if let MessageBody::File(_) = &m.body
             && let Some(p) = state.previews.get(&m.id)
         {
-            let size = p.fit(u16::try_from(text_w).unwrap_or(u16::MAX), PREVIEW_ROWS);
+            let text_w16 = u16::try_from(text_w).unwrap_or(u16::MAX);
+            let size = match state.graphic.get(&m.id) {
+                Some(g) if g.size().0 <= text_w16 => g.size(),
+                _ => p.fit(text_w16, PREVIEW_ROWS),
+            };
             for row in 0..size.1 {
                 out.push(Row::Image {
                     id: m.id,
@@ -271,6 +275,16 @@ impl ChatView {
     fn down(&mut self, n: usize) {
         self.scroll = self.scroll.saturating_sub(n);
     }
+}
+
+/// Whether the image row at `visible[i]` belongs to an image whose every
+/// row is in `visible` (so the graphic was drawn whole at its first row).
+fn fully_shown(visible: &[Row], i: usize, id: MessageId, row: u16, size: (u16, u16)) -> bool {
+    let first = i.checked_sub(usize::from(row));
+    first.is_some_and(|first| {
+        matches!(visible.get(first), Some(Row::Image { id: fid, row: 0, .. }) if *fid == id)
+            && first + usize::from(size.1) <= visible.len()
+    })
 }
 
 /// Rows of the open conversation in a chat pane of `area`.
@@ -469,10 +483,25 @@ impl Component for ChatView {
                     size,
                     indent,
                 } => {
-                    if let Some(p) = state.previews.get(id) {
-                        let x = body.x + (*indent).min(body.width);
-                        let img = Rect::new(x, y, body.width - (x - body.x), 1);
-                        p.render(f.buffer_mut(), img, *size, *row);
+                    let x = body.x + (*indent).min(body.width);
+                    let free = body.width - (x - body.x);
+                    // Terminal graphics draw a whole image or nothing: only
+                    // when every row of it is on screen, from its first row.
+                    let whole = usize::from(size.1) <= visible.len() - i && size.0 <= free;
+                    match state.graphic.get(id) {
+                        Some(g) if g.size() == *size && whole && *row == 0 => {
+                            g.render(f.buffer_mut(), Rect::new(x, y, size.0, size.1));
+                        }
+                        Some(g)
+                            if g.size() == *size && fully_shown(visible, i, *id, *row, *size) =>
+                        {
+                            // Covered by the graphic drawn at its first row.
+                        }
+                        _ => {
+                            if let Some(p) = state.previews.get(id) {
+                                p.render(f.buffer_mut(), Rect::new(x, y, free, 1), *size, *row);
+                            }
+                        }
                     }
                 }
             }
