@@ -206,7 +206,8 @@ impl App {
         match msg {
             AppMsg::Input(ev) => self.event(&ev),
             AppMsg::Worker(ev) => {
-                let chat = self.areas().chat;
+                // Only a reader scrolled up needs the row count kept.
+                let chat = self.areas().chat.filter(|_| self.chat.is_scrolled());
                 let before = chat.map(|r| total_rows(&self.state, r));
                 let before_focus = self.state.focused;
                 if let Some((conv, id)) = self.state.apply(ev) {

@@ -697,3 +697,45 @@ proptest! {
         h.render(w, hgt);
     }
 }
+
+#[test]
+fn drawing_lays_out_only_the_tail_and_it_matches_the_full_layout() {
+    let h = signed_in();
+    let c = h.app.state.focused_conversation().unwrap();
+    let full = crate::components::chat::rows(&h.app.state, &c.messages, 60);
+    for need in [0, 1, 3, 7, 12, 100] {
+        let tail = crate::components::chat::tail_rows(&h.app.state, &c.messages, 60, need);
+        assert!(tail.len() >= need.min(full.len()));
+        let text = |r: &[crate::components::chat::Row]| format!("{r:?}");
+        assert_eq!(
+            text(&full[full.len() - tail.len()..]),
+            text(&tail),
+            "need {need}"
+        );
+    }
+}
+
+#[test]
+fn a_long_history_loads_and_draws() {
+    let mut h = signed_in();
+    let a = alice(&h);
+    let from = h.app.state.contacts[0].name.clone();
+    for i in 0..3_000u32 {
+        let mut id = [0u8; 16];
+        id[..4].copy_from_slice(&i.to_be_bytes());
+        id[15] = 0xee;
+        h.app.handle(AppMsg::Worker(WorkerEvent::MessageReceived {
+            conversation: a,
+            message: ChatMessage {
+                id: MessageId::from_bytes(id),
+                from: from.clone(),
+                mine: false,
+                at: Timestamp(T0 + u64::from(i) * 1_000),
+                body: MessageBody::Text(format!("message number {i}")),
+                delivery: Delivery::Read,
+            },
+        }));
+    }
+    let s = h.render(100, 30);
+    assert!(s.contains("message number 2999"), "{s}");
+}

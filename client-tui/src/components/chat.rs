@@ -90,13 +90,50 @@ pub(crate) fn progress_bar(done: u64, total: u64, width: usize) -> String {
 
 /// Lays out the messages of a conversation for `width` columns.
 pub(crate) fn rows(state: &AppState, messages: &[ChatMessage], width: u16) -> Vec<Row> {
-    let width = usize::from(width);
     let mut out = Vec::new();
-    let mut last_day = String::new();
-    for m in messages {
+    for (i, m) in messages.iter().enumerate() {
+        let prev = i.checked_sub(1).and_then(|p| messages.get(p));
+        message_rows(state, prev, m, width, &mut out);
+    }
+    out
+}
+
+/// The last rows of a conversation, at least `need` of them if there are
+/// that many: drawing a long history lays out only what can be seen.
+pub(crate) fn tail_rows(
+    state: &AppState,
+    messages: &[ChatMessage],
+    width: u16,
+    need: usize,
+) -> Vec<Row> {
+    let mut blocks: Vec<Vec<Row>> = Vec::new();
+    let mut count = 0;
+    for (i, m) in messages.iter().enumerate().rev() {
+        let prev = i.checked_sub(1).and_then(|p| messages.get(p));
+        let mut block = Vec::new();
+        message_rows(state, prev, m, width, &mut block);
+        count += block.len();
+        blocks.push(block);
+        if count >= need {
+            break;
+        }
+    }
+    blocks.into_iter().rev().flatten().collect()
+}
+
+/// Lays out one message (after `prev`) for `width` columns.
+fn message_rows(
+    state: &AppState,
+    prev: Option<&ChatMessage>,
+    m: &ChatMessage,
+    width: u16,
+    out: &mut Vec<Row>,
+) {
+    let width = usize::from(width);
+    {
         // A rule with the date wherever the local day changes.
         let day = state.day(m.at);
-        if day != last_day {
+        if prev.is_none_or(|p| state.day(p.at) != day) {
             let label = format!(" {day} ");
             let free = width.saturating_sub(label.width());
             let side = free / 2;
@@ -107,7 +144,6 @@ pub(crate) fn rows(state: &AppState, messages: &[ChatMessage], width: u16) -> Ve
                 ),
                 Style::new().fg(Color::DarkGray),
             )));
-            last_day = day;
         }
         let time = state.clock(m.at);
         let (mark, mark_style) = if m.mine {
@@ -204,7 +240,6 @@ pub(crate) fn rows(state: &AppState, messages: &[ChatMessage], width: u16) -> Ve
             }
         }
     }
-    out
 }
 
 fn truncate_line(line: Line<'static>, width: usize) -> Line<'static> {
@@ -256,8 +291,17 @@ impl ChatView {
     pub(crate) fn fit(&mut self, state: &AppState, area: Rect) {
         let body = body_area(state, area);
         self.page = usize::from(body.height).max(1);
-        let total = total_rows(state, area);
-        self.scroll = self.scroll.min(total.saturating_sub(self.page));
+        // At the bottom there is nothing to clamp: skip laying out the
+        // whole history (this runs after every event).
+        if self.scroll > 0 {
+            let total = total_rows(state, area);
+            self.scroll = self.scroll.min(total.saturating_sub(self.page));
+        }
+    }
+
+    /// Scrolled up from the newest message.
+    pub(crate) fn is_scrolled(&self) -> bool {
+        self.scroll > 0
     }
 
     /// Keeps what the reader looks at in place when `added` rows arrived
@@ -455,7 +499,11 @@ impl Component for ChatView {
         if body.height == 0 || body.width == 0 {
             return;
         }
-        let all = conv.map_or_else(Vec::new, |c| rows(state, &c.messages, body.width));
+        let h = usize::from(body.height);
+        let need = h.saturating_add(self.scroll);
+        let all = conv.map_or_else(Vec::new, |c| {
+            tail_rows(state, &c.messages, body.width, need)
+        });
         if all.is_empty() {
             f.render_widget(
                 Paragraph::new("No messages yet. Say hello!")
@@ -464,7 +512,6 @@ impl Component for ChatView {
             );
             return;
         }
-        let h = usize::from(body.height);
         let end = all
             .len()
             .saturating_sub(self.scroll.min(all.len().saturating_sub(h)));
