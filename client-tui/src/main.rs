@@ -36,7 +36,7 @@ const TICK: Duration = Duration::from_millis(250);
 
 /// Spider: end-to-end encrypted chat in the terminal.
 #[derive(Debug, Parser)]
-#[command(name = "spider", version, about)]
+#[command(name = "spider", version)]
 struct Cli {
     /// Where this device's keys, history and settings live.
     #[arg(long, global = true, value_name = "DIR")]

@@ -314,6 +314,7 @@ fn reconnect_state_shows_in_the_status_line() {
     let s = h.render(100, 24);
     let last = s.lines().last().unwrap();
     assert!(last.contains("↻ reconnecting: attempt 2 in 4s"), "{last}");
+    snapshot!("reconnecting_80x24", h.render(80, 24));
     h.app.handle(AppMsg::Worker(WorkerEvent::Connection(
         ConnectionState::Connected {
             transport: Transport::WebSocket,
