@@ -30,12 +30,14 @@ use std::io::Cursor;
 pub(crate) const MAX_PREVIEW_PX: u32 = 96;
 
 /// Largest encoded image we try to decode for a preview. Attachments are
-/// untrusted input: a huge image is shown as a file, not decoded.
-pub(crate) const MAX_PREVIEW_BYTES: usize = 8 * 1024 * 1024;
+/// untrusted input, and decoding runs on the UI task when the message
+/// arrives: a bigger image is shown as a file, not decoded.
+pub(crate) const MAX_PREVIEW_BYTES: usize = 2 * 1024 * 1024;
 
 /// Refuse images claiming more pixels than this before decoding them (a
-/// decompression bomb is small on the wire and huge in memory).
-const MAX_SOURCE_DIM: u32 = 8_192;
+/// decompression bomb is small on the wire and huge in memory; this also
+/// bounds the decoding time).
+const MAX_SOURCE_DIM: u32 = 4_096;
 
 /// Rows of cells a preview takes in the chat.
 pub(crate) const PREVIEW_ROWS: u16 = 8;
@@ -60,7 +62,7 @@ fn decode_image(bytes: &[u8]) -> Result<DynamicImage, PreviewError> {
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SOURCE_DIM);
     limits.max_image_height = Some(MAX_SOURCE_DIM);
-    limits.max_alloc = Some(256 * 1024 * 1024);
+    limits.max_alloc = Some(128 * 1024 * 1024);
     reader.limits(limits);
     reader.decode().map_err(|_| PreviewError::Decode)
 }
@@ -248,6 +250,18 @@ mod tests {
     fn decodes_png_into_a_bounded_thumbnail() {
         let p = Preview::decode(&demo_png(400, 200)).unwrap();
         assert_eq!((p.width, p.height), (96, 48));
+    }
+
+    #[test]
+    fn refuses_images_over_the_size_limits_before_decoding() {
+        // Small on the wire, too wide to decode.
+        let wide = demo_png(MAX_SOURCE_DIM + 1, 1);
+        assert!(wide.len() < MAX_PREVIEW_BYTES);
+        assert!(Preview::decode(&wide).is_err());
+        assert!(Preview::decode(&demo_png(MAX_SOURCE_DIM, 1)).is_ok());
+        let mut big = demo_png(8, 8);
+        big.resize(MAX_PREVIEW_BYTES + 1, 0);
+        assert!(matches!(Preview::decode(&big), Err(PreviewError::TooLarge)));
     }
 
     #[test]

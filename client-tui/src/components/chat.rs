@@ -434,7 +434,7 @@ impl Component for ChatView {
                 && let Some(c) = state.contact(u)
             {
                 if let Some(d) = &c.display_name {
-                    title.push(Span::raw(format!("{d} ")));
+                    title.push(Span::raw(format!("{} ", truncate(d, 40))));
                 }
                 let (p, color) = match c.presence {
                     Presence::Online => ("online", Color::Green),
