@@ -195,6 +195,19 @@ fn terminal_graphics_path_draws_whole_images_and_falls_back_when_cut() {
 }
 
 #[test]
+fn offline_contacts_show_when_they_were_last_seen() {
+    let mut h = signed_in();
+    let carol = ConversationId::Direct(h.app.state.contacts[2].id);
+    h.app.state.focus(carol);
+    let s = h.render(100, 20);
+    // The fake's carol left an hour before T0 (midnight): the day before.
+    assert!(s.contains("@carol Carol last seen Wed 31 Dec 2025"), "{s}");
+    h.app.handle(AppMsg::Tick(Timestamp(T0 - 60_000)));
+    let s = h.render(100, 20);
+    assert!(s.contains("last seen 23:00"), "{s}");
+}
+
+#[test]
 fn help_overlay() {
     let mut h = signed_in();
     h.key(KeyCode::Esc); // composer -> chat

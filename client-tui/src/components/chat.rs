@@ -437,9 +437,20 @@ impl Component for ChatView {
                     title.push(Span::raw(format!("{} ", truncate(d, 40))));
                 }
                 let (p, color) = match c.presence {
-                    Presence::Online => ("online", Color::Green),
-                    Presence::Away => ("away", Color::Yellow),
-                    Presence::Offline { .. } => ("offline", Color::DarkGray),
+                    Presence::Online => ("online".to_owned(), Color::Green),
+                    Presence::Away => ("away".to_owned(), Color::Yellow),
+                    Presence::Offline { last_seen: None } => {
+                        ("offline".to_owned(), Color::DarkGray)
+                    }
+                    Presence::Offline { last_seen: Some(t) } => {
+                        // The time alone on the same day, the date otherwise.
+                        let when = if state.day(t) == state.day(state.now) {
+                            state.clock(t)
+                        } else {
+                            state.day(t)
+                        };
+                        (format!("last seen {when}"), Color::DarkGray)
+                    }
                 };
                 title.push(Span::styled(format!("{p} "), Style::new().fg(color)));
                 if c.verified {
