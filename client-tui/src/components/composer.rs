@@ -234,7 +234,12 @@ impl Component for Composer {
             _ if is_ctrl(k, 'w') => {
                 let before = &self.text[..self.cursor];
                 let trimmed = before.trim_end();
-                let s = trimmed.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+                // After the last whitespace char, which may be several bytes long.
+                let s = trimmed
+                    .char_indices()
+                    .rev()
+                    .find(|(_, c)| c.is_whitespace())
+                    .map_or(0, |(i, c)| i + c.len_utf8());
                 self.text.replace_range(s..self.cursor, "");
                 self.cursor = s;
             }
@@ -441,12 +446,54 @@ mod tests {
     }
 
     #[test]
+    fn ctrl_w_deletes_a_word_after_a_multibyte_space() {
+        let mut c = Composer::new(Queue::default());
+        c.set_text("日本\u{3000}語です");
+        press(&mut c, KeyCode::Char('w'), KeyModifiers::CONTROL);
+        assert_eq!(c.text(), "日本\u{3000}");
+        press(&mut c, KeyCode::Char('w'), KeyModifiers::CONTROL);
+        assert_eq!(c.text(), "");
+    }
+
+    #[test]
     fn empty_input_sends_nothing() {
         let q = Queue::default();
         let mut c = Composer::new(q.clone());
         typed(&mut c, "   ");
         press(&mut c, KeyCode::Enter, KeyModifiers::NONE);
         assert!(drain(&q).is_empty());
+    }
+
+    proptest::proptest! {
+        /// Any key sequence keeps the cursor on a char boundary and never
+        /// panics, with multi-byte and wide text.
+        #[test]
+        fn any_keys_keep_the_composer_consistent(
+            keys in proptest::collection::vec(0u8..14, 0..80),
+            chars in proptest::collection::vec(proptest::sample::select(vec!['a', ' ', 'é', '日', '\u{3000}', '\n', '🦀']), 80),
+            width in 1u16..30,
+        ) {
+            let q = Queue::default();
+            let mut c = Composer::new(q);
+            for (k, ch) in keys.iter().zip(chars.iter().cycle()) {
+                let (code, m) = match k {
+                    0..=4 => (KeyCode::Char(*ch), KeyModifiers::NONE),
+                    5 => (KeyCode::Backspace, KeyModifiers::NONE),
+                    6 => (KeyCode::Delete, KeyModifiers::NONE),
+                    7 => (KeyCode::Left, KeyModifiers::NONE),
+                    8 => (KeyCode::Right, KeyModifiers::NONE),
+                    9 => (KeyCode::Up, KeyModifiers::NONE),
+                    10 => (KeyCode::Down, KeyModifiers::NONE),
+                    11 => (KeyCode::Char('w'), KeyModifiers::CONTROL),
+                    12 => (KeyCode::Char('u'), KeyModifiers::CONTROL),
+                    _ => (KeyCode::Enter, KeyModifiers::ALT),
+                };
+                press(&mut c, code, m);
+                proptest::prop_assert!(c.text.is_char_boundary(c.cursor));
+                let _ = c.rows(width);
+                let _ = display_rows(&c.text, width);
+            }
+        }
     }
 
     #[test]
