@@ -88,15 +88,21 @@ impl Harness {
     /// Lets the fake answer every pending request, then feeds the answers
     /// and the events due by `now` to the app.
     async fn pump(&mut self, now: u64) {
+        let mut answered = 0;
         while let Ok(req) = self.requests.try_recv() {
+            let fire_and_forget = matches!(req, Request::MarkRead { .. } | Request::Typing { .. });
             self.fake.handle(req, Timestamp(now));
+            answered += usize::from(!fire_and_forget);
         }
         // Each answer arrives through a spawned task.
         tokio::task::yield_now().await;
-        while let Ok(Some(msg)) =
-            tokio::time::timeout(std::time::Duration::from_millis(50), self.replies.recv()).await
-        {
-            self.app.handle(msg);
+        if answered > 0 {
+            while let Ok(Some(msg)) =
+                tokio::time::timeout(std::time::Duration::from_millis(50), self.replies.recv())
+                    .await
+            {
+                self.app.handle(msg);
+            }
         }
         for ev in self.fake.advance(Timestamp(now)) {
             self.app.handle(AppMsg::Worker(ev));
@@ -752,4 +758,77 @@ fn a_long_history_loads_and_draws() {
     }
     let s = h.render(100, 30);
     assert!(s.contains("message number 2999"), "{s}");
+}
+
+/// One input for the key-sequence property.
+fn arb_input() -> impl Strategy<Value = Event> {
+    let key = |c: KeyCode| Event::Key(KeyEvent::new(c, KeyModifiers::NONE));
+    let keys = vec![
+        key(KeyCode::Tab),
+        Event::Key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT)),
+        key(KeyCode::Char('j')),
+        key(KeyCode::Char('k')),
+        key(KeyCode::Char('g')),
+        key(KeyCode::Char('G')),
+        key(KeyCode::Char('x')),
+        key(KeyCode::Char('v')),
+        key(KeyCode::Char('?')),
+        key(KeyCode::Char('/')),
+        key(KeyCode::Char('a')),
+        key(KeyCode::Char(' ')),
+        key(KeyCode::Enter),
+        Event::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::ALT)),
+        key(KeyCode::Esc),
+        key(KeyCode::F(1)),
+        key(KeyCode::PageUp),
+        key(KeyCode::PageDown),
+        key(KeyCode::Up),
+        key(KeyCode::Down),
+        key(KeyCode::Left),
+        key(KeyCode::Right),
+        key(KeyCode::Backspace),
+        Event::Paste("pasted\r\ntext 日本".into()),
+    ];
+    prop_oneof![
+        4 => proptest::sample::select(keys),
+        1 => (0u16..120, 0u16..40, 0u8..3).prop_map(|(column, row, k)| Event::Mouse(MouseEvent {
+            kind: match k {
+                0 => MouseEventKind::ScrollUp,
+                1 => MouseEventKind::ScrollDown,
+                _ => MouseEventKind::Down(ratatui::crossterm::event::MouseButton::Left),
+            },
+            column,
+            row,
+            modifiers: KeyModifiers::NONE,
+        })),
+        1 => (1u16..120, 1u16..40).prop_map(|(w, h)| Event::Resize(w, h)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Any sequence of keys, clicks, pastes and resizes, with the fake
+    /// answering, leaves an app that draws at its size without panicking.
+    #[test]
+    fn any_input_sequence_keeps_the_app_drawable(
+        inputs in proptest::collection::vec(arb_input(), 0..60),
+        which in 0u8..6,
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let _guard = rt.enter();
+        let mut h = screen(which);
+        let (mut w, mut ht) = (80, 24);
+        for ev in inputs {
+            if let Event::Resize(nw, nh) = ev {
+                (w, ht) = (nw, nh);
+            }
+            h.app.handle(AppMsg::Input(ev));
+            if h.app.should_quit() {
+                break;
+            }
+            rt.block_on(h.pump(T0));
+            h.render(w, ht);
+        }
+    }
 }
