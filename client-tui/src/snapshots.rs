@@ -722,9 +722,9 @@ proptest! {
 fn drawing_lays_out_only_the_tail_and_it_matches_the_full_layout() {
     let h = signed_in();
     let c = h.app.state.focused_conversation().unwrap();
-    let full = crate::components::chat::rows(&h.app.state, &c.messages, 60);
+    let full = crate::components::chat::rows(&h.app.state, c, 60);
     for need in [0, 1, 3, 7, 12, 100] {
-        let tail = crate::components::chat::tail_rows(&h.app.state, &c.messages, 60, need);
+        let tail = crate::components::chat::tail_rows(&h.app.state, c, 60, need);
         assert!(tail.len() >= need.min(full.len()));
         let text = |r: &[crate::components::chat::Row]| format!("{r:?}");
         assert_eq!(

@@ -43,6 +43,10 @@ pub(crate) struct Conversation {
     pub(crate) unread: usize,
     /// Who is typing, and when that expires.
     pub(crate) typing: Vec<(Username, Timestamp)>,
+    /// The first message that arrived unread.
+    unread_from: Option<MessageId>,
+    /// While open: where the messages that were unread start ("new" rule).
+    pub(crate) marker: Option<MessageId>,
 }
 
 impl Conversation {
@@ -52,6 +56,8 @@ impl Conversation {
             messages: Vec::new(),
             unread: 0,
             typing: Vec::new(),
+            unread_from: None,
+            marker: None,
         }
     }
 
@@ -314,11 +320,19 @@ impl AppState {
     /// Opens a conversation and clears its unread count. Returns the newest
     /// message from someone else, for the read receipt.
     pub(crate) fn focus(&mut self, id: ConversationId) -> Option<MessageId> {
+        if let Some(old) = self.focused.filter(|old| *old != id)
+            && let Some(c) = self.conversations.get_mut(&old)
+        {
+            c.marker = None;
+        }
         self.focused = Some(id);
         let c = self
             .conversations
             .entry(id)
             .or_insert_with(|| Conversation::new(id));
+        if c.unread > 0 {
+            c.marker = c.unread_from.take();
+        }
         c.unread = 0;
         c.messages.iter().rev().find(|m| !m.mine).map(|m| m.id)
     }
@@ -420,7 +434,11 @@ impl AppState {
                     if self.focused == Some(conversation) && self.screen == Screen::Main {
                         return Some((conversation, id));
                     }
-                    self.conversation_mut(conversation).unread += 1;
+                    let c = self.conversation_mut(conversation);
+                    if c.unread == 0 {
+                        c.unread_from = Some(id);
+                    }
+                    c.unread += 1;
                 }
             }
             WorkerEvent::DeliveryChanged {
@@ -759,6 +777,35 @@ pub(crate) mod tests {
         assert_eq!(s.unread(bob()), 3);
         assert_eq!(s.focus(bob()), Some(MessageId::from_bytes([3; 16])));
         assert_eq!(s.unread(bob()), 0);
+    }
+
+    #[test]
+    fn opening_marks_where_the_unread_messages_start_until_leaving() {
+        let mut s = signed_in();
+        s.apply(WorkerEvent::MessageReceived {
+            conversation: bob(),
+            message: text(1, "bob", false, T0, "read already"),
+        });
+        s.focus(bob());
+        assert_eq!(
+            s.conversations[&bob()].marker,
+            Some(MessageId::from_bytes([1; 16]))
+        );
+        s.focus(alice());
+        assert_eq!(s.conversations[&bob()].marker, None);
+        for i in 2..=3 {
+            s.apply(WorkerEvent::MessageReceived {
+                conversation: bob(),
+                message: text(i, "bob", false, T0, "new"),
+            });
+        }
+        s.focus(bob());
+        assert_eq!(
+            s.conversations[&bob()].marker,
+            Some(MessageId::from_bytes([2; 16]))
+        );
+        s.focus(alice());
+        assert_eq!(s.conversations[&bob()].marker, None);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use unicode_width::UnicodeWidthStr;
 
 use super::{Component, EventState, is_plain, key, truncate, wrap};
 use crate::preview::PREVIEW_ROWS;
-use crate::state::AppState;
+use crate::state::{AppState, Conversation};
 use crate::worker::{ChatMessage, ConversationId, Delivery, MessageBody};
 
 /// Lines moved by one mouse-wheel notch.
@@ -89,11 +89,12 @@ pub(crate) fn progress_bar(done: u64, total: u64, width: usize) -> String {
 }
 
 /// Lays out the messages of a conversation for `width` columns.
-pub(crate) fn rows(state: &AppState, messages: &[ChatMessage], width: u16) -> Vec<Row> {
+pub(crate) fn rows(state: &AppState, conv: &Conversation, width: u16) -> Vec<Row> {
+    let messages = &conv.messages;
     let mut out = Vec::new();
     for (i, m) in messages.iter().enumerate() {
         let prev = i.checked_sub(1).and_then(|p| messages.get(p));
-        message_rows(state, prev, m, width, &mut out);
+        message_rows(state, prev, m, conv.marker, width, &mut out);
     }
     out
 }
@@ -102,16 +103,17 @@ pub(crate) fn rows(state: &AppState, messages: &[ChatMessage], width: u16) -> Ve
 /// that many: drawing a long history lays out only what can be seen.
 pub(crate) fn tail_rows(
     state: &AppState,
-    messages: &[ChatMessage],
+    conv: &Conversation,
     width: u16,
     need: usize,
 ) -> Vec<Row> {
+    let messages = &conv.messages;
     let mut blocks: Vec<Vec<Row>> = Vec::new();
     let mut count = 0;
     for (i, m) in messages.iter().enumerate().rev() {
         let prev = i.checked_sub(1).and_then(|p| messages.get(p));
         let mut block = Vec::new();
-        message_rows(state, prev, m, width, &mut block);
+        message_rows(state, prev, m, conv.marker, width, &mut block);
         count += block.len();
         blocks.push(block);
         if count >= need {
@@ -126,24 +128,31 @@ fn message_rows(
     state: &AppState,
     prev: Option<&ChatMessage>,
     m: &ChatMessage,
+    marker: Option<MessageId>,
     width: u16,
     out: &mut Vec<Row>,
 ) {
     let width = usize::from(width);
+    let rule = |label: &str, style: Style| {
+        let label = format!(" {label} ");
+        let free = width.saturating_sub(label.width());
+        let side = free / 2;
+        Row::Text(Line::styled(
+            truncate(
+                &format!("{}{label}{}", "─".repeat(side), "─".repeat(free - side)),
+                width,
+            ),
+            style,
+        ))
+    };
     {
         // A rule with the date wherever the local day changes.
         let day = state.day(m.at);
         if prev.is_none_or(|p| state.day(p.at) != day) {
-            let label = format!(" {day} ");
-            let free = width.saturating_sub(label.width());
-            let side = free / 2;
-            out.push(Row::Text(Line::styled(
-                truncate(
-                    &format!("{}{label}{}", "─".repeat(side), "─".repeat(free - side)),
-                    width,
-                ),
-                Style::new().fg(Color::DarkGray),
-            )));
+            out.push(rule(&day, Style::new().fg(Color::DarkGray)));
+        }
+        if marker == Some(m.id) {
+            out.push(rule("new", Style::new().fg(Color::Red)));
         }
         let time = state.clock(m.at);
         let (mark, mark_style) = if m.mine {
@@ -336,7 +345,7 @@ pub(crate) fn total_rows(state: &AppState, area: Rect) -> usize {
     let body = body_area(state, area);
     state
         .focused_conversation()
-        .map_or(0, |c| rows(state, &c.messages, body.width).len())
+        .map_or(0, |c| rows(state, c, body.width).len())
 }
 
 /// Does the open 1:1's contact have an unverified new identity key?
@@ -512,9 +521,7 @@ impl Component for ChatView {
         }
         let h = usize::from(body.height);
         let need = h.saturating_add(self.scroll);
-        let all = conv.map_or_else(Vec::new, |c| {
-            tail_rows(state, &c.messages, body.width, need)
-        });
+        let all = conv.map_or_else(Vec::new, |c| tail_rows(state, c, body.width, need));
         if all.is_empty() {
             f.render_widget(
                 Paragraph::new("No messages yet. Say hello!")
