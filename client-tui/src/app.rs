@@ -126,6 +126,9 @@ pub(crate) struct App {
     /// The terminal's size, for layout outside of drawing.
     size: Rect,
     last_typing: u64,
+    /// The newest message read in the open conversation, not yet reported:
+    /// a burst of arrivals (history after sign-in) sends one receipt.
+    unreported_read: Option<(ConversationId, spider_protocol::ids::MessageId)>,
     quit: bool,
 }
 
@@ -155,6 +158,7 @@ impl App {
             focus: Pane::Composer,
             size: Rect::new(0, 0, 80, 24),
             last_typing: 0,
+            unreported_read: None,
             quit: false,
         };
         app.set_focus(Pane::Composer);
@@ -210,8 +214,11 @@ impl App {
                 let chat = self.areas().chat.filter(|_| self.chat.is_scrolled());
                 let before = chat.map(|r| total_rows(&self.state, r));
                 let before_focus = self.state.focused;
-                if let Some((conv, id)) = self.state.apply(ev) {
-                    self.worker.mark_read(conv, id);
+                if let Some(read) = self.state.apply(ev) {
+                    if self.unreported_read.is_some_and(|(c, _)| c != read.0) {
+                        self.flush();
+                    }
+                    self.unreported_read = Some(read);
                 }
                 if let (Some(r), Some(n)) = (chat, before)
                     && self.state.focused == before_focus
@@ -231,6 +238,14 @@ impl App {
         self.process_queue();
         if let Some(chat) = self.areas().chat {
             self.chat.fit(&self.state, chat);
+        }
+    }
+
+    /// Sends what piled up while a burst of messages was handled: call
+    /// once the loop's queue is empty, before drawing.
+    pub(crate) fn flush(&mut self) {
+        if let Some((conv, id)) = self.unreported_read.take() {
+            self.worker.mark_read(conv, id);
         }
     }
 

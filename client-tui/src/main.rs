@@ -144,6 +144,7 @@ async fn run_fake(
         while let Ok(msg) = rx.try_recv() {
             app.handle(msg);
         }
+        app.flush();
         if app.should_quit() {
             break;
         }

@@ -107,6 +107,7 @@ impl Harness {
         for ev in self.fake.advance(Timestamp(now)) {
             self.app.handle(AppMsg::Worker(ev));
         }
+        self.app.flush();
         self.app.handle(AppMsg::Tick(Timestamp(now)));
     }
 
@@ -513,6 +514,33 @@ async fn first_run_registers_and_lands_on_the_main_screen() {
     h.pump(T0).await;
     assert_eq!(h.app.state.screen, crate::state::Screen::Main);
     assert_eq!(h.app.state.contacts.len(), 3);
+}
+
+#[test]
+fn a_burst_of_messages_in_the_open_chat_sends_one_read_receipt() {
+    let mut h = signed_in();
+    let a = alice(&h);
+    let from = h.app.state.contacts[0].name.clone();
+    for i in 0..5u8 {
+        h.app.handle(AppMsg::Worker(WorkerEvent::MessageReceived {
+            conversation: a,
+            message: ChatMessage {
+                id: MessageId::from_bytes([0x50 + i; 16]),
+                from: from.clone(),
+                mine: false,
+                at: Timestamp(T0),
+                body: MessageBody::Text("burst".into()),
+                delivery: Delivery::Read,
+            },
+        }));
+    }
+    assert!(h.requests.try_recv().is_err());
+    h.app.flush();
+    let req = h.requests.try_recv().unwrap();
+    assert!(
+        matches!(req, Request::MarkRead { up_to, .. } if up_to == MessageId::from_bytes([0x54; 16]))
+    );
+    assert!(h.requests.try_recv().is_err());
 }
 
 #[test]

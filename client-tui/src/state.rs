@@ -409,6 +409,9 @@ impl AppState {
                 rooms,
                 invitations,
             } => {
+                // A roster means we are signed in, even if the answer to
+                // the sign-in request is still on its way.
+                self.screen = Screen::Main;
                 self.contacts = contacts;
                 self.rooms = rooms;
                 self.invitations = invitations;
@@ -721,6 +724,25 @@ pub(crate) mod tests {
         s.apply(WorkerEvent::Ready { account: None });
         assert_eq!(s.screen, Screen::FirstRun);
         assert_eq!(signed_in().screen, Screen::Main);
+    }
+
+    #[test]
+    fn history_arriving_before_the_sign_in_answer_is_not_unread_in_the_open_chat() {
+        let mut s = AppState::new(Timestamp(T0), UtcOffset::UTC);
+        s.apply(WorkerEvent::Ready { account: None });
+        s.signing_in = true;
+        s.apply(WorkerEvent::Roster {
+            contacts: vec![contact(1, "alice")],
+            rooms: vec![],
+            invitations: vec![],
+        });
+        let ack = s.apply(WorkerEvent::MessageReceived {
+            conversation: alice(),
+            message: text(1, "alice", false, T0, "hi"),
+        });
+        assert!(ack.is_some());
+        assert_eq!(s.unread(alice()), 0);
+        assert_eq!(s.screen, Screen::Main);
     }
 
     #[test]
