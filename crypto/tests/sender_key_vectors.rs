@@ -5,7 +5,7 @@
 //! compares them with the committed file (`SPIDER_REGENERATE_VECTORS=1`
 //! rewrites it). `sender_key_vectors_recompute_from_primitives` re-derives
 //! every value with the primitive crates alone, following
-//! `tests/vectors/README-sender-keys.md`, so that the document is proven true.
+//! `tests/vectors/README.md` (section `sender_keys.json`), so that the document is proven true.
 
 // Helpers outside #[test] fns are not covered by clippy.toml's test allowances.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
