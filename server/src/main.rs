@@ -90,6 +90,8 @@ async fn main() -> anyhow::Result<()> {
             std::env::var("RUST_LOG").ok().as_deref(),
         ))
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, not in files or journald.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match Cli::parse().command {
         Command::GenCerts { name, out } => {
