@@ -37,7 +37,7 @@ use crate::mailbox::{self, Cursor, Placement};
 use crate::router::{Push, Route};
 use crate::server::{Shared, now};
 use crate::shutdown::Shutdown;
-use crate::{Refusal, metrics};
+use crate::{Refusal, metrics, rooms};
 
 /// What the reader task passes on.
 #[derive(Debug)]
@@ -355,6 +355,7 @@ async fn signed_in<S: FrameSink>(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut nonce = 0u64;
     let frames = shared.rate.connection();
+    let mut uploads = crate::blobs::Uploads::new(&shared.config.data);
     loop {
         tokio::select! {
             biased;
@@ -381,7 +382,7 @@ async fn signed_in<S: FrameSink>(
                         ClientFrame::Ack(_) | ClientFrame::Ping(_) | ClientFrame::Pong(_)
                     );
                     let r = match if exempt { None } else { shared.rate.frame(&frames) } {
-                        None => handle(shared, sink, me, *f).await,
+                        None => handle(shared, sink, me, &mut uploads, *f).await,
                         Some(wait) => rate_limited(sink, &f, wait).await,
                     };
                     if let Err(end) = r {
@@ -462,9 +463,9 @@ async fn handle<S: FrameSink>(
     shared: &Shared,
     sink: &mut S,
     me: &Authed,
+    uploads: &mut crate::blobs::Uploads,
     frame: ClientFrame,
 ) -> Result<(), End> {
-    let not_yet = |what: &'static str| Err(Refusal::new(ErrorCode::INTERNAL, what));
     match frame {
         ClientFrame::SendDirect(s) => {
             metrics::envelope_in();
@@ -513,15 +514,24 @@ async fn handle<S: FrameSink>(
         ClientFrame::Register(r) => reply(sink, r.req, Err(already())).await,
         ClientFrame::Login(l) => reply(sink, l.req, Err(already())).await,
         ClientFrame::AddDevice(a) => reply(sink, a.req, Err(already())).await,
-        // Not served by this relay yet: the request fails, the connection
-        // goes on. (The protocol has no "not implemented" code; reported.)
-        ClientFrame::SendRoom(r) => reply(sink, r.req, not_yet("rooms are not served yet")).await,
-        ClientFrame::ChangeRoom(r) => reply(sink, r.req, not_yet("rooms are not served yet")).await,
-        ClientFrame::GetRoom(r) => reply(sink, r.req, not_yet("rooms are not served yet")).await,
-        ClientFrame::ResolveLink(r) => {
-            reply(sink, r.req, not_yet("rooms are not served yet")).await
+        ClientFrame::SendRoom(r) => {
+            metrics::envelope_in();
+            let req = r.req;
+            reply(sink, req, rooms::send(shared, me, r).await).await
         }
-        ClientFrame::ListRooms(r) => reply(sink, r.req, not_yet("rooms are not served yet")).await,
+        ClientFrame::ChangeRoom(r) => {
+            let req = r.req;
+            reply(sink, req, rooms::change(shared, me, r).await).await
+        }
+        ClientFrame::GetRoom(r) => {
+            let req = r.req;
+            reply(sink, req, rooms::get(shared, me, r)).await
+        }
+        ClientFrame::ResolveLink(r) => {
+            let req = r.req;
+            reply(sink, req, rooms::resolve_link(shared, r)).await
+        }
+        ClientFrame::ListRooms(r) => reply(sink, r.req, rooms::list(shared, me, r)).await,
         ClientFrame::SetProfile(p) => {
             let req = p.req;
             reply(sink, req, directory::set_profile(shared, me, p).await).await
@@ -531,15 +541,34 @@ async fn handle<S: FrameSink>(
             reply(sink, req, directory::get_profile(shared, g)).await
         }
         ClientFrame::BlobUploadStart(r) => {
-            reply(sink, r.req, not_yet("attachments are not served yet")).await
+            let req = r.req;
+            reply(sink, req, uploads.start(shared, me, r).await).await
         }
+        ClientFrame::BlobChunk(c) => match uploads.chunk(c).await {
+            Ok(()) => Ok(()),
+            Err((req, r)) => sink
+                .send(&refusal_frame(req, r))
+                .await
+                .map_err(|_| End::Gone),
+        },
         ClientFrame::BlobUploadFinish(r) => {
-            reply(sink, r.req, not_yet("attachments are not served yet")).await
+            let req = r.req;
+            reply(sink, req, uploads.finish(shared, me, r).await).await
         }
-        ClientFrame::BlobDownload(r) => {
-            reply(sink, r.req, not_yet("attachments are not served yet")).await
+        ClientFrame::BlobDownload(d) => {
+            let req = d.req;
+            let mut dl = match crate::blobs::Download::open(shared, d).await {
+                Ok(dl) => dl,
+                Err(r) => return reply(sink, req, Err(r)).await,
+            };
+            loop {
+                match dl.next().await {
+                    Ok(Some(f)) => sink.send(&f).await.map_err(|_| End::Gone)?,
+                    Ok(None) => return Ok(()),
+                    Err(r) => return reply(sink, req, Err(r)).await,
+                }
+            }
         }
-        ClientFrame::BlobChunk(_) => Ok(()),
         ClientFrame::Hello(_) => Err(fatal(sink, ErrorCode::UNEXPECTED_FRAME, "hello again").await),
         _ => Err(fatal(sink, ErrorCode::UNEXPECTED_FRAME, "unexpected frame").await),
     }

@@ -1,0 +1,329 @@
+//! Blobs (encrypted attachments): uploads in chunks, downloads from an
+//! offset, expiry.
+//!
+//! # Storage
+//!
+//! Blob bytes are files, exactly as uploaded: `DATA/blobs/<hex id>`. An
+//! upload streams its chunks into `DATA/blobs/tmp/<hex id>` while hashing
+//! them (never holding a whole blob in memory); at `BlobUploadFinish` the
+//! size and SHA-256 are checked, the file is fsync'd, renamed to its final
+//! name, and the directory fsync'd; only then is its metadata (owner, size,
+//! digest, expiry) written to the store, flushed, and `BlobStored` sent. A
+//! crash before that leaves a temporary file, which the next start deletes;
+//! a crash after the rename but before the metadata flush leaves an orphan
+//! file that nothing refers to (downloads need the metadata), deleted by
+//! hand or by a future sweep of unreferenced files.
+//!
+//! # Transport
+//!
+//! On both transports, transfers run on the connection's control stream
+//! (QUIC) or the WebSocket, their chunks told apart by `blob`. Separate QUIC
+//! streams per transfer (§5.7) are not served yet.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use spider_protocol::bytes::{BoundedBytes, FixedBytes};
+use spider_protocol::ids::{BlobId, RequestId, Timestamp};
+use spider_protocol::message::{
+    BlobChunk, BlobDownload, BlobEnd, BlobStored, BlobUploadFinish, BlobUploadReady,
+    BlobUploadStart, MAX_BLOB_CHUNK,
+};
+use spider_protocol::{ErrorCode, ServerFrame};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+use crate::Refusal;
+use crate::auth::Authed;
+use crate::server::{Shared, now};
+use crate::store::BlobMeta;
+
+/// The directory of blob files.
+pub(crate) fn dir(data: &Path) -> PathBuf {
+    data.join("blobs")
+}
+
+fn tmp_dir(data: &Path) -> PathBuf {
+    dir(data).join("tmp")
+}
+
+fn path(data: &Path, id: BlobId) -> PathBuf {
+    dir(data).join(id.to_hex())
+}
+
+/// Creates the blob directories and deletes uploads a crash left behind.
+pub(crate) fn prepare(data: &Path) -> std::io::Result<()> {
+    let tmp = tmp_dir(data);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)?;
+    }
+    std::fs::create_dir_all(&tmp)
+}
+
+/// One upload in progress.
+struct Upload {
+    req: RequestId,
+    size: u64,
+    written: u64,
+    file: tokio::fs::File,
+    hasher: Sha256,
+}
+
+/// A connection's uploads in progress. Dropping it deletes their files.
+pub(crate) struct Uploads {
+    data: PathBuf,
+    open: HashMap<BlobId, Upload>,
+}
+
+impl Drop for Uploads {
+    fn drop(&mut self) {
+        for id in self.open.keys() {
+            let _ = std::fs::remove_file(tmp_dir(&self.data).join(id.to_hex()));
+        }
+    }
+}
+
+impl Uploads {
+    /// No uploads yet, for a relay with this data directory.
+    pub(crate) fn new(data: &Path) -> Self {
+        Self {
+            data: data.to_owned(),
+            open: HashMap::new(),
+        }
+    }
+
+    fn pending(&self) -> u64 {
+        self.open.values().map(|u| u.size).sum()
+    }
+
+    async fn abort(&mut self, id: BlobId) {
+        if self.open.remove(&id).is_some() {
+            let _ = tokio::fs::remove_file(tmp_dir(&self.data).join(id.to_hex())).await;
+        }
+    }
+
+    /// `BlobUploadStart`: check size and quota, open the temporary file.
+    pub(crate) async fn start(
+        &mut self,
+        shared: &Shared,
+        me: &Authed,
+        s: BlobUploadStart,
+    ) -> Result<ServerFrame, Refusal> {
+        let limits = &shared.config.limits;
+        if s.size > limits.blob_max_size {
+            return Err(Refusal::new(
+                ErrorCode::BLOB_TOO_LARGE,
+                "the blob is too large",
+            ));
+        }
+        if self.open.len() >= limits.max_uploads_per_connection {
+            return Err(Refusal::new(
+                ErrorCode::RATE_LIMITED,
+                "too many uploads in progress on this connection",
+            ));
+        }
+        let used = shared.store.blob_usage(me.addr.user)?;
+        if used.saturating_add(self.pending()).saturating_add(s.size) > limits.blob_quota {
+            return Err(Refusal::new(
+                ErrorCode::BLOB_QUOTA_EXCEEDED,
+                "your blob storage quota is used up",
+            ));
+        }
+        let mut b = [0u8; 32];
+        getrandom::fill(&mut b).map_err(|_| Refusal::internal())?;
+        let id = BlobId::from_bytes(b);
+        let file = tokio::fs::File::create(tmp_dir(&self.data).join(id.to_hex()))
+            .await
+            .map_err(io)?;
+        self.open.insert(
+            id,
+            Upload {
+                req: s.req,
+                size: s.size,
+                written: 0,
+                file,
+                hasher: Sha256::new(),
+            },
+        );
+        Ok(ServerFrame::BlobUploadReady(BlobUploadReady {
+            req: s.req,
+            blob: id,
+        }))
+    }
+
+    /// `BlobChunk`: append in order. `Err` with the start's `req` aborts the
+    /// upload; `Err` without `req` is for a chunk of no upload.
+    pub(crate) async fn chunk(&mut self, c: BlobChunk) -> Result<(), (Option<RequestId>, Refusal)> {
+        let Some(u) = self.open.get_mut(&c.blob) else {
+            return Err((
+                None,
+                Refusal::new(
+                    ErrorCode::UNKNOWN_BLOB,
+                    "no upload in progress for this blob",
+                ),
+            ));
+        };
+        let len = c.data.as_slice().len() as u64;
+        if c.offset != u.written || u.written.saturating_add(len) > u.size {
+            let req = u.req;
+            self.abort(c.blob).await;
+            return Err((
+                Some(req),
+                Refusal::new(
+                    ErrorCode::BLOB_INCOMPLETE,
+                    "chunk out of order or past the declared size; upload aborted",
+                ),
+            ));
+        }
+        u.hasher.update(c.data.as_slice());
+        if u.file.write_all(c.data.as_slice()).await.is_err() {
+            let req = u.req;
+            self.abort(c.blob).await;
+            return Err((Some(req), Refusal::internal()));
+        }
+        u.written += len;
+        Ok(())
+    }
+
+    /// `BlobUploadFinish`: check, make durable, record.
+    pub(crate) async fn finish(
+        &mut self,
+        shared: &Shared,
+        me: &Authed,
+        f: BlobUploadFinish,
+    ) -> Result<ServerFrame, Refusal> {
+        let Some(mut u) = self.open.remove(&f.blob) else {
+            return Err(Refusal::new(
+                ErrorCode::UNKNOWN_BLOB,
+                "no upload in progress for this blob",
+            ));
+        };
+        let tmp = tmp_dir(&self.data).join(f.blob.to_hex());
+        let result = async {
+            if u.written != u.size {
+                return Err(Refusal::new(
+                    ErrorCode::BLOB_INCOMPLETE,
+                    "the chunks do not add up to the declared size",
+                ));
+            }
+            let digest: [u8; 32] = u.hasher.finalize().into();
+            if digest != f.digest.0 {
+                return Err(Refusal::new(
+                    ErrorCode::BLOB_DIGEST_MISMATCH,
+                    "the SHA-256 is not the one declared",
+                ));
+            }
+            u.file.flush().await.map_err(io)?;
+            u.file.sync_all().await.map_err(io)?;
+            drop(u.file);
+            let dest = path(&self.data, f.blob);
+            tokio::fs::rename(&tmp, &dest).await.map_err(io)?;
+            let d = dir(&self.data);
+            tokio::task::spawn_blocking(move || std::fs::File::open(d)?.sync_all())
+                .await
+                .map_err(|_| Refusal::internal())?
+                .map_err(io)?;
+            let expires_at = Timestamp(now().0.saturating_add(shared.config.limits.blob_expiry_ms));
+            shared.store.put_blob(
+                f.blob,
+                &BlobMeta {
+                    owner: me.addr.user,
+                    size: u.size,
+                    digest,
+                    expires_at,
+                },
+            )?;
+            shared.flush().await?;
+            Ok(ServerFrame::BlobStored(BlobStored {
+                req: f.req,
+                blob: f.blob,
+                expires_at,
+            }))
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
+    }
+}
+
+fn io(e: std::io::Error) -> Refusal {
+    tracing::error!(error = %e, "blob file operation failed");
+    Refusal::internal()
+}
+
+/// The frames of a download are produced one at a time, so that memory stays
+/// bounded by one chunk.
+pub(crate) struct Download {
+    req: RequestId,
+    blob: BlobId,
+    meta: BlobMeta,
+    file: tokio::fs::File,
+    at: u64,
+    done: bool,
+}
+
+impl Download {
+    /// Opens a download (`UNKNOWN_BLOB` for unknown or expired ids).
+    pub(crate) async fn open(shared: &Shared, d: BlobDownload) -> Result<Self, Refusal> {
+        let unknown = || Refusal::new(ErrorCode::UNKNOWN_BLOB, "no such blob");
+        let meta = shared.store.blob(d.blob)?.ok_or_else(unknown)?;
+        if meta.expires_at < now() {
+            return Err(unknown());
+        }
+        let mut file = tokio::fs::File::open(path(&shared.config.data, d.blob))
+            .await
+            .map_err(|_| unknown())?;
+        let at = d.offset.min(meta.size);
+        file.seek(std::io::SeekFrom::Start(at)).await.map_err(io)?;
+        Ok(Self {
+            req: d.req,
+            blob: d.blob,
+            meta,
+            file,
+            at,
+            done: false,
+        })
+    }
+
+    /// The next frame: a chunk, then `BlobEnd`, then `None`.
+    pub(crate) async fn next(&mut self) -> Result<Option<ServerFrame>, Refusal> {
+        if self.done {
+            return Ok(None);
+        }
+        if self.at >= self.meta.size {
+            self.done = true;
+            return Ok(Some(ServerFrame::BlobEnd(BlobEnd {
+                req: self.req,
+                blob: self.blob,
+                size: self.meta.size,
+                digest: FixedBytes(self.meta.digest),
+            })));
+        }
+        let n = (self.meta.size - self.at).min(MAX_BLOB_CHUNK as u64) as usize;
+        let mut buf = vec![0u8; n];
+        self.file.read_exact(&mut buf).await.map_err(io)?;
+        let offset = self.at;
+        self.at += n as u64;
+        Ok(Some(ServerFrame::BlobChunk(BlobChunk {
+            blob: self.blob,
+            offset,
+            data: BoundedBytes::new(buf).map_err(|_| Refusal::internal())?,
+        })))
+    }
+}
+
+/// Deletes expired blobs: metadata first (so they are unknown at once),
+/// then files.
+pub(crate) fn sweep(
+    store: &dyn crate::store::Store,
+    data: &Path,
+) -> Result<usize, crate::store::StoreError> {
+    let expired = store.expired_blobs(now())?;
+    for id in &expired {
+        store.remove_blob(*id)?;
+        let _ = std::fs::remove_file(path(data, *id));
+    }
+    Ok(expired.len())
+}
