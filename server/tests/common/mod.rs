@@ -290,6 +290,16 @@ impl Client {
         self.recv().await.expect("connection closed")
     }
 
+    /// The next frame that is neither a ping nor a presence update.
+    pub async fn expect_np(&mut self) -> ServerFrame {
+        loop {
+            match self.expect().await {
+                ServerFrame::Presence(_) => continue,
+                f => return f,
+            }
+        }
+    }
+
     /// Whether the relay closes the connection (after any frames in flight).
     pub async fn closed(&mut self) -> bool {
         self.recv().await.is_none()
