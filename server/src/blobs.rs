@@ -269,7 +269,7 @@ impl Download {
     pub(crate) async fn open(shared: &Shared, d: BlobDownload) -> Result<Self, Refusal> {
         let unknown = || Refusal::new(ErrorCode::UNKNOWN_BLOB, "no such blob");
         let meta = shared.store.blob(d.blob)?.ok_or_else(unknown)?;
-        if meta.expires_at < now() {
+        if meta.expires_at <= now() {
             return Err(unknown());
         }
         let mut file = tokio::fs::File::open(path(&shared.config.data, d.blob))
