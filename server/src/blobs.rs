@@ -16,9 +16,11 @@
 //!
 //! # Transport
 //!
-//! On both transports, transfers run on the connection's control stream
-//! (QUIC) or the WebSocket, their chunks told apart by `blob`. Separate QUIC
-//! streams per transfer (§5.7) are not served yet.
+//! On QUIC, after authentication, each further bidirectional stream the
+//! client opens carries one transfer (no `Hello`; it belongs to the
+//! authenticated connection) and is finished when the transfer ends. The
+//! same frames are also served on the control stream and on WebSocket,
+//! their chunks told apart by `blob`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -90,6 +92,11 @@ impl Uploads {
             data: data.to_owned(),
             open: HashMap::new(),
         }
+    }
+
+    /// Whether this upload is in progress here.
+    pub(crate) fn has(&self, id: BlobId) -> bool {
+        self.open.contains_key(&id)
     }
 
     fn pending(&self) -> u64 {

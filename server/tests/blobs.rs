@@ -327,3 +327,71 @@ async fn markers_are_stored_only_where_they_belong() {
     assert_eq!(std::fs::read(&blob_file).unwrap(), data);
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn quic_transfers_run_on_their_own_streams() {
+    let relay = start_relay().await;
+    let (_alice, mut a) = register(&relay, Transport::Quic, "alice").await;
+    let data = bytes(MAX_BLOB_CHUNK + 999, 11);
+
+    // Upload on a stream of its own.
+    let mut t = a.open_transfer().await;
+    t.send(ClientFrame::BlobUploadStart(BlobUploadStart {
+        req: RequestId(1),
+        size: data.len() as u64,
+    }))
+    .await;
+    let blob = match t.recv().await.unwrap() {
+        ServerFrame::BlobUploadReady(r) => r.blob,
+        f => panic!("{f:?}"),
+    };
+    for (i, part) in data.chunks(MAX_BLOB_CHUNK).enumerate() {
+        t.send(ClientFrame::BlobChunk(BlobChunk {
+            blob,
+            offset: (i * MAX_BLOB_CHUNK) as u64,
+            data: BoundedBytes::new(part.to_vec()).unwrap(),
+        }))
+        .await;
+    }
+    t.send(ClientFrame::BlobUploadFinish(BlobUploadFinish {
+        req: RequestId(2),
+        blob,
+        digest: digest(&data),
+    }))
+    .await;
+    assert!(matches!(t.recv().await, Some(ServerFrame::BlobStored(_))));
+    // The relay finishes the stream after the transfer.
+    assert!(t.recv().await.is_none());
+
+    // Download on another stream.
+    let mut t = a.open_transfer().await;
+    t.send(ClientFrame::BlobDownload(BlobDownload {
+        req: RequestId(3),
+        blob,
+        offset: 0,
+    }))
+    .await;
+    let mut got = Vec::new();
+    loop {
+        match t.recv().await.unwrap() {
+            ServerFrame::BlobChunk(c) => got.extend_from_slice(c.data.as_slice()),
+            ServerFrame::BlobEnd(e) => {
+                assert_eq!(e.digest, digest(&data));
+                break;
+            }
+            f => panic!("{f:?}"),
+        }
+    }
+    assert_eq!(got, data);
+    assert!(t.recv().await.is_none());
+
+    // A non-blob frame on a transfer stream is refused; the connection lives on.
+    let mut t = a.open_transfer().await;
+    t.send(ClientFrame::Ping(spider_protocol::message::Ping {
+        nonce: 1,
+    }))
+    .await;
+    assert_eq!(err(t.recv().await.unwrap()).1, ErrorCode::UNEXPECTED_FRAME);
+    assert_eq!(download(&mut a, blob, 0).await.unwrap().0, data);
+    relay.stop().await;
+}
