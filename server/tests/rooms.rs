@@ -11,8 +11,9 @@ use spider_protocol::bytes::{BoundedBytes, FixedBytes};
 use spider_protocol::error::ErrorDetail;
 use spider_protocol::ids::{DeviceAddress, LinkToken, MessageId, RoomId, Seq, Timestamp};
 use spider_protocol::message::{
-    Ack, ChangeRoom, EnvelopeBody, EphemeralTarget, GetRoom, ListRooms, ResolveLink, Role,
-    RoomAction, RoomChange, RoomRef, SendEphemeral, SendRoom, SignedRoomChange,
+    Ack, ChangeRoom, EditContact, EnvelopeBody, EphemeralTarget, GetRoom, ListContacts, ListRooms,
+    Presence, PresenceStatus, ResolveLink, Role, RoomAction, RoomChange, RoomRef, SendEphemeral,
+    SendRoom, SetPresence, SignedRoomChange,
 };
 use spider_protocol::name::RoomName;
 use spider_protocol::{ClientFrame, ErrorCode, ServerFrame};
@@ -883,5 +884,60 @@ async fn room_ephemerals_reach_online_members_only() {
         }
         f => panic!("{f:?}"),
     }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn presence_is_visible_to_room_co_members() {
+    let relay = start_relay().await;
+    let (alice, mut a) = register(&relay, Transport::Quic, "alice").await;
+    let (bob, mut b) = register(&relay, Transport::Ws, "bob").await;
+    // Alice lists bob as a contact; bob does not list her.
+    let req = a.req();
+    a.send(ClientFrame::EditContact(EditContact {
+        req,
+        user: bob.user,
+        add: true,
+    }))
+    .await;
+    assert!(matches!(a.expect().await, ServerFrame::Done(_)));
+    let presence_of_bob = |f: ServerFrame| match f {
+        ServerFrame::Contacts(c) => c.contacts.as_slice()[0].presence,
+        f => panic!("{f:?}"),
+    };
+    let req = a.req();
+    a.send(ClientFrame::ListContacts(ListContacts { req }))
+        .await;
+    assert_eq!(presence_of_bob(a.expect().await), None);
+
+    let (room, e) = create(&alice, &mut a, &room_name("pres")).await;
+    let e = ok(
+        &alice,
+        &mut a,
+        room,
+        e,
+        RoomAction::Invite { user: bob.user },
+    )
+    .await;
+    assert!(matches!(
+        next_change(&mut b).await,
+        RoomAction::Invite { .. }
+    ));
+    let _ = ok(&bob, &mut b, room, e, RoomAction::Accept).await;
+    assert!(matches!(next_change(&mut a).await, RoomAction::Accept));
+
+    // Co-members now: the list shows it, and changes are pushed.
+    let req = a.req();
+    a.send(ClientFrame::ListContacts(ListContacts { req }))
+        .await;
+    assert_eq!(presence_of_bob(a.expect().await), Some(Presence::Online));
+    b.send(ClientFrame::SetPresence(SetPresence {
+        status: PresenceStatus::Away,
+    }))
+    .await;
+    assert!(matches!(
+        a.expect().await,
+        ServerFrame::Presence(p) if p.user == bob.user && p.presence == Presence::Away
+    ));
     relay.stop().await;
 }
