@@ -24,10 +24,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 use spider_protocol::bytes::{BoundedBytes, FixedBytes};
-use spider_protocol::ids::{BlobId, RequestId, Timestamp};
+use spider_protocol::ids::{BlobId, RequestId, Timestamp, UserId};
 use spider_protocol::message::{
     BlobChunk, BlobDownload, BlobEnd, BlobStored, BlobUploadFinish, BlobUploadReady,
     BlobUploadStart, MAX_BLOB_CHUNK,
@@ -62,6 +63,10 @@ pub(crate) fn prepare(data: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(&tmp)
 }
 
+/// Bytes of uploads in progress per account, over all its connections and
+/// streams, so that parallel uploads cannot overrun the quota together.
+pub(crate) type Reservations = Arc<Mutex<HashMap<UserId, u64>>>;
+
 /// One upload in progress.
 struct Upload {
     req: RequestId,
@@ -74,23 +79,47 @@ struct Upload {
 /// A connection's uploads in progress. Dropping it deletes their files.
 pub(crate) struct Uploads {
     data: PathBuf,
+    user: UserId,
+    reservations: Reservations,
     open: HashMap<BlobId, Upload>,
 }
 
 impl Drop for Uploads {
     fn drop(&mut self) {
-        for id in self.open.keys() {
+        let ids: Vec<BlobId> = self.open.keys().copied().collect();
+        for id in ids {
             let _ = std::fs::remove_file(tmp_dir(&self.data).join(id.to_hex()));
+            self.release(id);
         }
     }
 }
 
 impl Uploads {
-    /// No uploads yet, for a relay with this data directory.
-    pub(crate) fn new(data: &Path) -> Self {
+    /// No uploads yet, for this account.
+    pub(crate) fn new(shared: &Shared, user: UserId) -> Self {
         Self {
-            data: data.to_owned(),
+            data: shared.config.data.clone(),
+            user,
+            reservations: shared.blob_reservations.clone(),
             open: HashMap::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, u64>> {
+        self.reservations.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Gives back an upload's reserved bytes (the upload stays in `open`).
+    fn release(&self, id: BlobId) {
+        let Some(size) = self.open.get(&id).map(|u| u.size) else {
+            return;
+        };
+        let mut g = self.lock();
+        if let Some(r) = g.get_mut(&self.user) {
+            *r = r.saturating_sub(size);
+            if *r == 0 {
+                g.remove(&self.user);
+            }
         }
     }
 
@@ -99,11 +128,8 @@ impl Uploads {
         self.open.contains_key(&id)
     }
 
-    fn pending(&self) -> u64 {
-        self.open.values().map(|u| u.size).sum()
-    }
-
     async fn abort(&mut self, id: BlobId) {
+        self.release(id);
         if self.open.remove(&id).is_some() {
             let _ = tokio::fs::remove_file(tmp_dir(&self.data).join(id.to_hex())).await;
         }
@@ -130,18 +156,30 @@ impl Uploads {
             ));
         }
         let used = shared.store.blob_usage(me.addr.user)?;
-        if used.saturating_add(self.pending()).saturating_add(s.size) > limits.blob_quota {
-            return Err(Refusal::new(
-                ErrorCode::BLOB_QUOTA_EXCEEDED,
-                "your blob storage quota is used up",
-            ));
+        {
+            let mut g = self.lock();
+            let reserved = g.entry(me.addr.user).or_insert(0);
+            if used.saturating_add(*reserved).saturating_add(s.size) > limits.blob_quota {
+                return Err(Refusal::new(
+                    ErrorCode::BLOB_QUOTA_EXCEEDED,
+                    "your blob storage quota is used up",
+                ));
+            }
+            *reserved = reserved.saturating_add(s.size);
         }
         let mut b = [0u8; 32];
         getrandom::fill(&mut b).map_err(|_| Refusal::internal())?;
         let id = BlobId::from_bytes(b);
-        let file = tokio::fs::File::create(tmp_dir(&self.data).join(id.to_hex()))
-            .await
-            .map_err(io)?;
+        let file = match tokio::fs::File::create(tmp_dir(&self.data).join(id.to_hex())).await {
+            Ok(f) => f,
+            Err(e) => {
+                let mut g = self.lock();
+                if let Some(r) = g.get_mut(&me.addr.user) {
+                    *r = r.saturating_sub(s.size);
+                }
+                return Err(io(e));
+            }
+        };
         self.open.insert(
             id,
             Upload {
@@ -199,6 +237,7 @@ impl Uploads {
         me: &Authed,
         f: BlobUploadFinish,
     ) -> Result<ServerFrame, Refusal> {
+        self.release(f.blob);
         let Some(mut u) = self.open.remove(&f.blob) else {
             return Err(Refusal::new(
                 ErrorCode::UNKNOWN_BLOB,

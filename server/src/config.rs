@@ -219,8 +219,9 @@ pub struct Limits {
     pub room_clock_skew_ms: u64,
     /// Largest blob, in bytes (`BLOB_TOO_LARGE`). 100 MiB.
     pub blob_max_size: u64,
-    /// Bytes of stored blobs one account may hold, counting uploads in
-    /// progress on the connection (`BLOB_QUOTA_EXCEEDED`). 1 GiB.
+    /// Bytes of stored blobs one account may hold, counting its uploads in
+    /// progress on every connection and stream (`BLOB_QUOTA_EXCEEDED`).
+    /// 1 GiB.
     pub blob_quota: u64,
     /// Milliseconds a blob is kept after its upload. 30 days; an hourly
     /// sweep deletes expired blobs, and they are refused as unknown at once.

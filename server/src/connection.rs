@@ -361,7 +361,7 @@ async fn signed_in<S: FrameSink>(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut nonce = 0u64;
     let frames = shared.rate.connection();
-    let mut uploads = crate::blobs::Uploads::new(&shared.config.data);
+    let mut uploads = crate::blobs::Uploads::new(shared, me.addr.user);
     loop {
         tokio::select! {
             biased;
@@ -592,7 +592,7 @@ pub(crate) async fn serve_transfer<S: FrameSink>(
     mut inbound: mpsc::Receiver<Inbound>,
     me: Authed,
 ) {
-    let mut uploads = crate::blobs::Uploads::new(&shared.config.data);
+    let mut uploads = crate::blobs::Uploads::new(&shared, me.addr.user);
     loop {
         let f = match inbound.recv().await {
             Some(Inbound::Frame(f)) => *f,

@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     pub(crate) rate: Arc<RateLimits>,
     /// Striped locks serialising each room's changes and sends.
     pub(crate) room_locks: Vec<std::sync::Mutex<()>>,
+    /// Bytes of blob uploads in progress, per account.
+    pub(crate) blob_reservations: crate::blobs::Reservations,
 }
 
 impl Shared {
@@ -140,6 +142,7 @@ pub async fn start_with_store(
         router: Arc::new(LocalRouter::new()),
         next_conn: AtomicU64::new(1),
         room_locks: crate::rooms::new_locks(),
+        blob_reservations: Default::default(),
     });
     let mut house = Shutdown::new(shutdown_rx.clone());
     tokio::spawn(async move {

@@ -243,6 +243,17 @@ async fn size_and_quota_limits_are_enforced_at_start() {
         err(start(&mut a, 300).await.1).1,
         ErrorCode::BLOB_QUOTA_EXCEEDED
     );
+    // Also those on another stream.
+    let mut t = a.open_transfer().await;
+    t.send(ClientFrame::BlobUploadStart(BlobUploadStart {
+        req: RequestId(1000),
+        size: 300,
+    }))
+    .await;
+    assert_eq!(
+        err(t.recv().await.unwrap()).1,
+        ErrorCode::BLOB_QUOTA_EXCEEDED
+    );
     // Another account has its own quota.
     let (_bob, mut b) = register(&relay, Transport::Ws, "bob").await;
     upload(&mut b, &bytes(1000, 4)).await;
