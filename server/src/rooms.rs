@@ -405,7 +405,11 @@ fn change_locked(
         sent_at: now(),
         body: EnvelopeBody::RoomChange(stored_change),
     };
-    let (to_push, _full) = fan_out(shared, me.addr, &users, &envelope)?;
+    let (to_push, full) = fan_out(shared, me.addr, &users, &envelope)?;
+    if full {
+        // The change stands; that device re-reads the room with `GetRoom`.
+        tracing::warn!("a room change did not fit a full mailbox");
+    }
     Ok((room_id, room, applied, to_push))
 }
 

@@ -253,7 +253,20 @@ async fn three_member_room_each_member_gets_each_message_once() {
     let e = three_member_room(&alice, &mut a, &bob, &mut b, &carol, &mut c, room, e).await;
     assert_eq!(e, 5);
 
-    sent(&mut a, room, b"from alice").await;
+    // Sent twice with one message id (a retransmission): acked twice,
+    // stored and delivered once.
+    let id = mid();
+    for _ in 0..2 {
+        let req = a.req();
+        a.send(ClientFrame::SendRoom(SendRoom {
+            req,
+            message_id: id,
+            room,
+            ciphertext: BoundedBytes::new(b"from alice".to_vec()).unwrap(),
+        }))
+        .await;
+        assert!(matches!(a.expect_np().await, ServerFrame::Sent(s) if s.message_id == id));
+    }
     assert_eq!(next_msg(&mut b).await, b"from alice");
     assert_eq!(next_msg(&mut c).await, b"from alice");
     sent(&mut b, room, b"from bob").await;
