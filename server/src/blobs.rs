@@ -11,8 +11,8 @@
 //! digest, expiry) written to the store, flushed, and `BlobStored` sent. A
 //! crash before that leaves a temporary file, which the next start deletes;
 //! a crash after the rename but before the metadata flush leaves an orphan
-//! file that nothing refers to (downloads need the metadata), deleted by
-//! hand or by a future sweep of unreferenced files.
+//! file that nothing refers to (downloads need the metadata), which the
+//! hourly sweep deletes once it is an hour old.
 //!
 //! # Transport
 //!
@@ -360,8 +360,12 @@ impl Download {
     }
 }
 
-/// Deletes expired blobs: metadata first (so they are unknown at once),
-/// then files.
+/// How old a blob file without metadata must be before the sweep deletes
+/// it: far longer than a finishing upload takes between rename and record.
+const ORPHAN_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Deletes expired blobs (metadata first, so they are unknown at once, then
+/// files), and old files that no metadata refers to.
 pub(crate) fn sweep(
     store: &dyn crate::store::Store,
     data: &Path,
@@ -371,5 +375,63 @@ pub(crate) fn sweep(
         store.remove_blob(*id)?;
         let _ = std::fs::remove_file(path(data, *id));
     }
-    Ok(expired.len())
+    let mut n = expired.len();
+    let Ok(entries) = std::fs::read_dir(dir(data)) else {
+        return Ok(n);
+    };
+    for e in entries.flatten() {
+        let Some(id) = e.file_name().to_str().and_then(BlobId::from_hex) else {
+            continue;
+        };
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > ORPHAN_AGE);
+        if old && store.blob(id)?.is_none() && std::fs::remove_file(e.path()).is_ok() {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::store::{MemStore, Store};
+
+    #[test]
+    fn sweep_deletes_expired_blobs_and_old_orphans_only() {
+        let dir = tempfile::tempdir().unwrap();
+        prepare(dir.path()).unwrap();
+        let store = MemStore::new();
+        let id = |n| BlobId::from_bytes([n; 32]);
+        let meta = |at| BlobMeta {
+            owner: UserId::from_bytes([1; 16]),
+            size: 1,
+            digest: [0; 32],
+            expires_at: Timestamp(at),
+        };
+        for n in 1..=4 {
+            std::fs::write(path(dir.path(), id(n)), b"x").unwrap();
+        }
+        store.put_blob(id(1), &meta(1)).unwrap(); // expired
+        store.put_blob(id(2), &meta(u64::MAX)).unwrap(); // live
+        // id(3): an orphan an hour and more old; id(4): a fresh orphan.
+        std::fs::File::options()
+            .write(true)
+            .open(path(dir.path(), id(3)))
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(7200))
+            .unwrap();
+        assert_eq!(sweep(&store, dir.path()).unwrap(), 2);
+        assert_eq!(store.blob(id(1)).unwrap(), None);
+        assert!(!path(dir.path(), id(1)).exists());
+        assert!(path(dir.path(), id(2)).exists());
+        assert!(!path(dir.path(), id(3)).exists());
+        assert!(path(dir.path(), id(4)).exists());
+    }
 }
