@@ -204,6 +204,30 @@ pub struct Limits {
     /// Milliseconds a draining relay waits for connections to close before
     /// exiting anyway. 5 s.
     pub drain_grace_ms: u64,
+    /// Members (plus pending invitations) one room may hold. 1024: half the
+    /// protocol's `MAX_ROOM_MEMBERS`; each room message is stored once per
+    /// member device, so this bounds one send's fan-out to 8 192 copies.
+    pub max_room_members: usize,
+    /// Rooms one account may be a member of. 256: far above what a person
+    /// follows; each membership costs a fan-out copy per message.
+    pub max_rooms_per_user: usize,
+    /// Live invite links one room may have. 64.
+    pub max_room_links: usize,
+    /// Milliseconds a room change's `at` may differ from the relay's clock
+    /// before `CLOCK_SKEW`. 5 min: phones with a drifting clock still work,
+    /// a change signed long ago cannot be submitted.
+    pub room_clock_skew_ms: u64,
+    /// Largest blob, in bytes (`BLOB_TOO_LARGE`). 100 MiB.
+    pub blob_max_size: u64,
+    /// Bytes of stored blobs one account may hold, counting its uploads in
+    /// progress on every connection and stream (`BLOB_QUOTA_EXCEEDED`).
+    /// 1 GiB.
+    pub blob_quota: u64,
+    /// Milliseconds a blob is kept after its upload. 30 days; an hourly
+    /// sweep deletes expired blobs, and they are refused as unknown at once.
+    pub blob_expiry_ms: u64,
+    /// Uploads one connection may have in progress. 4.
+    pub max_uploads_per_connection: usize,
 }
 
 impl Default for Limits {
@@ -240,6 +264,14 @@ impl Default for Limits {
             close_grace_ms: 2_000,
             drain_reconnect_after_ms: 1_000,
             drain_grace_ms: 5_000,
+            max_room_members: 1024,
+            max_rooms_per_user: 256,
+            max_room_links: 64,
+            room_clock_skew_ms: 5 * 60 * 1000,
+            blob_max_size: 100 * 1024 * 1024,
+            blob_quota: 1024 * 1024 * 1024,
+            blob_expiry_ms: 30 * 24 * 3600 * 1000,
+            max_uploads_per_connection: 4,
         }
     }
 }
@@ -284,6 +316,17 @@ impl Limits {
         }
         if self.max_connections_per_ip == 0 {
             return bad("limits.max_connections_per_ip", "must be at least 1");
+        }
+        if self.max_room_members == 0
+            || self.max_room_members > spider_protocol::message::MAX_ROOM_MEMBERS
+        {
+            return bad("limits.max_room_members", "must be 1 to MAX_ROOM_MEMBERS");
+        }
+        if self.max_rooms_per_user > spider_protocol::message::MAX_ROOMS_LISTED {
+            return bad(
+                "limits.max_rooms_per_user",
+                "must be at most MAX_ROOMS_LISTED",
+            );
         }
         if self.ws_read_buffer_size < 256 {
             return bad("limits.ws_read_buffer_size", "must be at least 256");

@@ -37,7 +37,7 @@ use crate::mailbox::{self, Cursor, Placement};
 use crate::router::{Push, Route};
 use crate::server::{Shared, now};
 use crate::shutdown::Shutdown;
-use crate::{Refusal, metrics};
+use crate::{Refusal, metrics, rooms};
 
 /// What the reader task passes on.
 #[derive(Debug)]
@@ -106,7 +106,9 @@ fn bad_frame_message(code: ErrorCode) -> &'static str {
     }
 }
 
-/// Serves one connection to its end.
+/// Serves one connection to its end. `on_auth` learns who signed in (QUIC
+/// then serves blob transfers on further streams).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn serve<S: FrameSink>(
     shared: Arc<Shared>,
     mut sink: S,
@@ -115,6 +117,7 @@ pub(crate) async fn serve<S: FrameSink>(
     transport: &'static str,
     peer: SocketAddr,
     mut shutdown: Shutdown,
+    on_auth: Option<tokio::sync::oneshot::Sender<Authed>>,
 ) {
     let _guard = metrics::ConnectionGuard::new(transport);
     let deadline =
@@ -131,6 +134,9 @@ pub(crate) async fn serve<S: FrameSink>(
     };
     let end = match hs {
         Handshake::Done(Ok((me, counts, req))) => {
+            if let Some(tx) = on_auth {
+                let _ = tx.send(me.clone());
+            }
             authenticated(
                 &shared,
                 &mut sink,
@@ -355,6 +361,7 @@ async fn signed_in<S: FrameSink>(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut nonce = 0u64;
     let frames = shared.rate.connection();
+    let mut uploads = crate::blobs::Uploads::new(shared, me.addr.user);
     loop {
         tokio::select! {
             biased;
@@ -376,12 +383,15 @@ async fn signed_in<S: FrameSink>(
                     // would redeliver mail or stall a client waiting for its
                     // pong. Their cost is bounded by what was delivered and
                     // by the inbound queue.
-                    let exempt = matches!(
-                        *f,
-                        ClientFrame::Ack(_) | ClientFrame::Ping(_) | ClientFrame::Pong(_)
-                    );
+                    // Chunks of an upload in progress are bounded by its
+                    // declared size and the blob limits, not by the rate.
+                    let exempt = match &*f {
+                        ClientFrame::Ack(_) | ClientFrame::Ping(_) | ClientFrame::Pong(_) => true,
+                        ClientFrame::BlobChunk(c) => uploads.has(c.blob),
+                        _ => false,
+                    };
                     let r = match if exempt { None } else { shared.rate.frame(&frames) } {
-                        None => handle(shared, sink, me, *f).await,
+                        None => handle(shared, sink, me, &mut uploads, *f).await,
                         Some(wait) => rate_limited(sink, &f, wait).await,
                     };
                     if let Err(end) = r {
@@ -462,9 +472,9 @@ async fn handle<S: FrameSink>(
     shared: &Shared,
     sink: &mut S,
     me: &Authed,
+    uploads: &mut crate::blobs::Uploads,
     frame: ClientFrame,
 ) -> Result<(), End> {
-    let not_yet = |what: &'static str| Err(Refusal::new(ErrorCode::INTERNAL, what));
     match frame {
         ClientFrame::SendDirect(s) => {
             metrics::envelope_in();
@@ -513,15 +523,24 @@ async fn handle<S: FrameSink>(
         ClientFrame::Register(r) => reply(sink, r.req, Err(already())).await,
         ClientFrame::Login(l) => reply(sink, l.req, Err(already())).await,
         ClientFrame::AddDevice(a) => reply(sink, a.req, Err(already())).await,
-        // Not served by this relay yet: the request fails, the connection
-        // goes on. (The protocol has no "not implemented" code; reported.)
-        ClientFrame::SendRoom(r) => reply(sink, r.req, not_yet("rooms are not served yet")).await,
-        ClientFrame::ChangeRoom(r) => reply(sink, r.req, not_yet("rooms are not served yet")).await,
-        ClientFrame::GetRoom(r) => reply(sink, r.req, not_yet("rooms are not served yet")).await,
-        ClientFrame::ResolveLink(r) => {
-            reply(sink, r.req, not_yet("rooms are not served yet")).await
+        ClientFrame::SendRoom(r) => {
+            metrics::envelope_in();
+            let req = r.req;
+            reply(sink, req, rooms::send(shared, me, r).await).await
         }
-        ClientFrame::ListRooms(r) => reply(sink, r.req, not_yet("rooms are not served yet")).await,
+        ClientFrame::ChangeRoom(r) => {
+            let req = r.req;
+            reply(sink, req, rooms::change(shared, me, r).await).await
+        }
+        ClientFrame::GetRoom(r) => {
+            let req = r.req;
+            reply(sink, req, rooms::get(shared, me, r)).await
+        }
+        ClientFrame::ResolveLink(r) => {
+            let req = r.req;
+            reply(sink, req, rooms::resolve_link(shared, r)).await
+        }
+        ClientFrame::ListRooms(r) => reply(sink, r.req, rooms::list(shared, me, r)).await,
         ClientFrame::SetProfile(p) => {
             let req = p.req;
             reply(sink, req, directory::set_profile(shared, me, p).await).await
@@ -531,18 +550,127 @@ async fn handle<S: FrameSink>(
             reply(sink, req, directory::get_profile(shared, g)).await
         }
         ClientFrame::BlobUploadStart(r) => {
-            reply(sink, r.req, not_yet("attachments are not served yet")).await
+            let req = r.req;
+            reply(sink, req, uploads.start(shared, me, r).await).await
         }
+        ClientFrame::BlobChunk(c) => match uploads.chunk(c).await {
+            Ok(()) => Ok(()),
+            Err((req, r)) => sink
+                .send(&refusal_frame(req, r))
+                .await
+                .map_err(|_| End::Gone),
+        },
         ClientFrame::BlobUploadFinish(r) => {
-            reply(sink, r.req, not_yet("attachments are not served yet")).await
+            let req = r.req;
+            reply(sink, req, uploads.finish(shared, me, r).await).await
         }
-        ClientFrame::BlobDownload(r) => {
-            reply(sink, r.req, not_yet("attachments are not served yet")).await
+        ClientFrame::BlobDownload(d) => {
+            let req = d.req;
+            let mut dl = match crate::blobs::Download::open(shared, d).await {
+                Ok(dl) => dl,
+                Err(r) => return reply(sink, req, Err(r)).await,
+            };
+            loop {
+                match dl.next().await {
+                    Ok(Some(f)) => sink.send(&f).await.map_err(|_| End::Gone)?,
+                    Ok(None) => return Ok(()),
+                    Err(r) => return reply(sink, req, Err(r)).await,
+                }
+            }
         }
-        ClientFrame::BlobChunk(_) => Ok(()),
         ClientFrame::Hello(_) => Err(fatal(sink, ErrorCode::UNEXPECTED_FRAME, "hello again").await),
         _ => Err(fatal(sink, ErrorCode::UNEXPECTED_FRAME, "unexpected frame").await),
     }
+}
+
+/// Serves one blob transfer on its own stream (QUIC, §5.7): blob frames
+/// only, until the transfer ends (stored, downloaded, or failed), then the
+/// stream is finished. The connection itself is unaffected.
+pub(crate) async fn serve_transfer<S: FrameSink>(
+    shared: Arc<Shared>,
+    mut sink: S,
+    mut inbound: mpsc::Receiver<Inbound>,
+    me: Authed,
+) {
+    let mut uploads = crate::blobs::Uploads::new(&shared, me.addr.user);
+    loop {
+        let f = match inbound.recv().await {
+            Some(Inbound::Frame(f)) => *f,
+            Some(Inbound::Bad(code)) => {
+                let _ = sink
+                    .send(&refusal_frame(
+                        None,
+                        Refusal::new(code, bad_frame_message(code)),
+                    ))
+                    .await;
+                break;
+            }
+            None => break,
+        };
+        let (req, r) = match f {
+            ClientFrame::BlobUploadStart(s) => {
+                let req = s.req;
+                match uploads.start(&shared, &me, s).await {
+                    Ok(f) => {
+                        if sink.send(&f).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                    Err(r) => (Some(req), r),
+                }
+            }
+            ClientFrame::BlobChunk(c) => match uploads.chunk(c).await {
+                Ok(()) => continue,
+                Err((req, r)) => (req, r),
+            },
+            ClientFrame::BlobUploadFinish(u) => {
+                let req = u.req;
+                match uploads.finish(&shared, &me, u).await {
+                    Ok(f) => {
+                        let _ = sink.send(&f).await;
+                        break;
+                    }
+                    Err(r) => (Some(req), r),
+                }
+            }
+            ClientFrame::BlobDownload(d) => {
+                let req = d.req;
+                let mut dl = match crate::blobs::Download::open(&shared, d).await {
+                    Ok(dl) => dl,
+                    Err(r) => {
+                        let _ = sink.send(&refusal_frame(Some(req), r)).await;
+                        break;
+                    }
+                };
+                loop {
+                    match dl.next().await {
+                        Ok(Some(f)) => {
+                            if sink.send(&f).await.is_err() {
+                                break;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(r) => {
+                            let _ = sink.send(&refusal_frame(Some(req), r)).await;
+                            break;
+                        }
+                    }
+                }
+                break;
+            }
+            other => (
+                req_of(&other),
+                Refusal::new(
+                    ErrorCode::UNEXPECTED_FRAME,
+                    "a transfer stream carries blob frames only",
+                ),
+            ),
+        };
+        let _ = sink.send(&refusal_frame(req, r)).await;
+        break;
+    }
+    sink.close().await;
 }
 
 /// The request id of a frame, if it has one.

@@ -185,18 +185,19 @@ pub(crate) async fn edit_contact(
 }
 
 /// `ListContacts`: each contact's presence is shown if that contact has me as
-/// a contact (rooms, the other way to share presence, are not served yet).
+/// a contact or we share a room.
 pub(crate) fn list_contacts(
     shared: &Shared,
     me: &Authed,
     l: ListContacts,
 ) -> Result<ServerFrame, Refusal> {
     let mut out = Vec::new();
+    let co = crate::rooms::co_members(shared, me.addr.user)?;
     for c in shared.store.contacts(me.addr.user)? {
         let Some(acc) = shared.store.account(c)? else {
             continue;
         };
-        let visible = shared.store.contacts(c)?.contains(&me.addr.user);
+        let visible = co.contains(&c) || shared.store.contacts(c)?.contains(&me.addr.user);
         out.push(Contact {
             user: c,
             username: acc.username,
@@ -209,12 +210,20 @@ pub(crate) fn list_contacts(
     }))
 }
 
-/// Tells the online devices of everyone in `user`'s contacts about `user`'s
-/// presence. Best effort: a full queue is that device's problem.
+/// Tells the online devices of everyone in `user`'s contacts, and of
+/// everyone sharing a room with `user`, about `user`'s presence. Best
+/// effort: a full queue is that device's problem.
 pub(crate) fn announce_presence(shared: &Shared, user: UserId) {
-    let Ok(contacts) = shared.store.contacts(user) else {
+    let Ok(mut contacts) = shared.store.contacts(user) else {
         return;
     };
+    if let Ok(co) = crate::rooms::co_members(shared, user) {
+        for u in co {
+            if !contacts.contains(&u) {
+                contacts.push(u);
+            }
+        }
+    }
     let presence = shared.router.presence(user);
     for c in contacts {
         for d in shared.router.online_devices(c) {

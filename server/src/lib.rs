@@ -45,12 +45,14 @@ pub mod store;
 pub mod tls;
 
 mod auth;
+mod blobs;
 mod connection;
 mod directory;
 mod listener;
 mod mailbox;
 mod metrics;
 mod ratelimit;
+mod rooms;
 mod router;
 mod shutdown;
 mod verify;

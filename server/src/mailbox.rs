@@ -143,8 +143,11 @@ pub(crate) fn send_ephemeral(shared: &Shared, me: &Authed, e: SendEphemeral) {
                 );
             }
         }
-        // Rooms are not served yet: dropped, as for an empty room.
-        EphemeralTarget::Room { .. } => {}
+        EphemeralTarget::Room { room, payload } => {
+            if let Err(e) = crate::rooms::ephemeral(shared, me, room, payload) {
+                tracing::error!(error = %e, "room ephemeral failed");
+            }
+        }
     }
 }
 

@@ -37,6 +37,10 @@ pub(crate) struct Shared {
     pub(crate) next_conn: AtomicU64,
     /// Rate limits and per-address connection counts.
     pub(crate) rate: Arc<RateLimits>,
+    /// Striped locks serialising each room's changes and sends.
+    pub(crate) room_locks: Vec<std::sync::Mutex<()>>,
+    /// Bytes of blob uploads in progress, per account.
+    pub(crate) blob_reservations: crate::blobs::Reservations,
 }
 
 impl Shared {
@@ -128,6 +132,8 @@ pub async fn start_with_store(
     let grace = Duration::from_millis(config.limits.drain_grace_ms);
     let rate = Arc::new(RateLimits::new(&config.limits));
     let retention = config.limits.dedup_retention_ms;
+    crate::blobs::prepare(&config.data)?;
+    let data_dir = config.data.clone();
     let prune_store = store.clone();
     let shared = Arc::new(Shared {
         rate: rate.clone(),
@@ -135,6 +141,8 @@ pub async fn start_with_store(
         store: store.clone(),
         router: Arc::new(LocalRouter::new()),
         next_conn: AtomicU64::new(1),
+        room_locks: crate::rooms::new_locks(),
+        blob_reservations: Default::default(),
     });
     let mut house = Shutdown::new(shutdown_rx.clone());
     tokio::spawn(async move {
@@ -151,6 +159,13 @@ pub async fn start_with_store(
                         Ok(Ok(n)) => tracing::debug!(pruned = n, "dedup index pruned"),
                         Ok(Err(e)) => tracing::warn!(error = %e, "dedup prune failed"),
                         Err(_) => tracing::warn!("dedup prune task failed"),
+                    }
+                    let store = prune_store.clone();
+                    let data = data_dir.clone();
+                    match tokio::task::spawn_blocking(move || crate::blobs::sweep(&*store, &data)).await {
+                        Ok(Ok(n)) => tracing::debug!(deleted = n, "expired blobs swept"),
+                        Ok(Err(e)) => tracing::warn!(error = %e, "blob sweep failed"),
+                        Err(_) => tracing::warn!("blob sweep task failed"),
                     }
                 }
                 () = house.wait() => return,

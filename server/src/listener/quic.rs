@@ -122,11 +122,58 @@ async fn handle(
         conn: conn.clone(),
         send,
         grace: Duration::from_millis(shared.config.limits.close_grace_ms),
+        whole: true,
     };
     let peer = conn.remote_address();
-    connection::serve(shared, sink, rx, exporter, "quic", peer, shutdown).await;
+    let (authed_tx, authed_rx) = tokio::sync::oneshot::channel();
+    let transfers = tokio::spawn(transfers(conn.clone(), shared.clone(), authed_rx));
+    connection::serve(
+        shared,
+        sink,
+        rx,
+        exporter,
+        "quic",
+        peer,
+        shutdown,
+        Some(authed_tx),
+    )
+    .await;
+    transfers.abort();
     reader.abort();
     conn.close(CLOSE_OK.into(), b"bye");
+}
+
+/// Once the connection is authenticated, serves each further bidirectional
+/// stream as one blob transfer (their number is bounded by
+/// `quic_max_bidi_streams`).
+async fn transfers(
+    conn: quinn::Connection,
+    shared: Arc<Shared>,
+    authed: tokio::sync::oneshot::Receiver<crate::auth::Authed>,
+) {
+    let Ok(me) = authed.await else {
+        return;
+    };
+    let grace = Duration::from_millis(shared.config.limits.close_grace_ms);
+    let mut tasks = tokio::task::JoinSet::new();
+    while let Ok((send, recv)) = conn.accept_bi().await {
+        let (tx, rx) = mpsc::channel(shared.config.limits.inbound_queue);
+        let sink = QuicSink {
+            conn: conn.clone(),
+            send,
+            grace,
+            whole: false,
+        };
+        let shared = shared.clone();
+        let me = me.clone();
+        tasks.spawn(async move {
+            let reader = tokio::spawn(read_frames(recv, tx));
+            connection::serve_transfer(shared, sink, rx, me).await;
+            reader.abort();
+        });
+        // Reap finished transfers so the set stays small.
+        while tasks.try_join_next().is_some() {}
+    }
 }
 
 /// Reads the control stream into frames until it ends or breaks the rules.
@@ -161,6 +208,8 @@ struct QuicSink {
     conn: quinn::Connection,
     send: quinn::SendStream,
     grace: Duration,
+    /// Closing ends the connection (control stream), not just the stream.
+    whole: bool,
 }
 
 impl FrameSink for QuicSink {
@@ -179,6 +228,8 @@ impl FrameSink for QuicSink {
             // connection at once would discard them.
             let _ = tokio::time::timeout(self.grace, self.send.stopped()).await;
         }
-        self.conn.close(CLOSE_OK.into(), b"closed");
+        if self.whole {
+            self.conn.close(CLOSE_OK.into(), b"closed");
+        }
     }
 }

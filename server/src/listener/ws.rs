@@ -162,7 +162,7 @@ async fn handle(
         sink,
         grace: Duration::from_millis(shared.config.limits.close_grace_ms),
     };
-    connection::serve(shared, sink, rx, exporter, "ws", peer, shutdown).await;
+    connection::serve(shared, sink, rx, exporter, "ws", peer, shutdown, None).await;
     reader.abort();
 }
 

@@ -4,14 +4,16 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
-use spider_protocol::ids::{DeviceAddress, DeviceId, MessageId, Seq, Timestamp, UserId};
+use spider_protocol::ids::{
+    BlobId, DeviceAddress, DeviceId, LinkToken, MessageId, RoomId, Seq, Timestamp, UserId,
+};
 use spider_protocol::keys::{
     IdentityKeys, KemPreKey, OneTimePreKey, PreKeyBundle, PreKeyCounts, SignedPreKey,
 };
 use spider_protocol::message::Envelope;
-use spider_protocol::name::Username;
+use spider_protocol::name::{RoomName, Username};
 
-use super::{Account, BoxFuture, DeviceRecord, Enqueued, Store, StoreError};
+use super::{Account, BlobMeta, BoxFuture, DeviceRecord, Enqueued, RoomRecord, Store, StoreError};
 
 #[derive(Default)]
 struct DeviceKeys {
@@ -37,6 +39,11 @@ struct Inner {
     mailboxes: HashMap<DeviceAddress, Mailbox>,
     contacts: HashMap<UserId, Vec<UserId>>,
     profiles: HashMap<UserId, Vec<u8>>,
+    rooms: HashMap<RoomId, RoomRecord>,
+    room_names: HashMap<String, RoomId>,
+    links: HashMap<LinkToken, RoomId>,
+    user_rooms: HashMap<UserId, BTreeMap<RoomId, bool>>,
+    blobs: HashMap<BlobId, BlobMeta>,
 }
 
 /// Everything in memory, behind one `std::sync::Mutex`: every operation is
@@ -315,6 +322,103 @@ impl Store for MemStore {
 
     fn profile(&self, user: UserId) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.lock().profiles.get(&user).cloned())
+    }
+
+    fn room(&self, id: RoomId) -> Result<Option<RoomRecord>, StoreError> {
+        Ok(self.lock().rooms.get(&id).cloned())
+    }
+
+    fn room_by_name(&self, name: &RoomName) -> Result<Option<RoomId>, StoreError> {
+        Ok(self.lock().room_names.get(name.as_str()).copied())
+    }
+
+    fn room_by_link(&self, token: LinkToken) -> Result<Option<RoomId>, StoreError> {
+        Ok(self.lock().links.get(&token).copied())
+    }
+
+    fn save_room(
+        &self,
+        id: RoomId,
+        prev_epoch: Option<u64>,
+        room: &RoomRecord,
+    ) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        let old = g.rooms.get(&id).cloned();
+        match (&old, prev_epoch) {
+            (None, None) => {
+                if g.room_names.contains_key(room.name.as_str()) {
+                    return Err(StoreError::RoomNameTaken);
+                }
+                g.room_names.insert(room.name.as_str().to_owned(), id);
+            }
+            (Some(o), Some(e)) if o.epoch == e => {}
+            (Some(o), _) => return Err(StoreError::StaleEpoch(o.epoch)),
+            (None, Some(_)) => return Err(StoreError::StaleEpoch(0)),
+        }
+        if let Some(o) = &old {
+            for u in o.users() {
+                if let Some(m) = g.user_rooms.get_mut(&u) {
+                    m.remove(&id);
+                }
+            }
+            for l in &o.links {
+                g.links.remove(&l.token);
+            }
+        }
+        for (u, _) in &room.members {
+            g.user_rooms.entry(*u).or_default().insert(id, true);
+        }
+        for u in &room.invited {
+            g.user_rooms.entry(*u).or_default().insert(id, false);
+        }
+        for l in &room.links {
+            g.links.insert(l.token, id);
+        }
+        g.rooms.insert(id, room.clone());
+        Ok(())
+    }
+
+    fn user_rooms(&self, user: UserId) -> Result<Vec<(RoomId, bool)>, StoreError> {
+        Ok(self
+            .lock()
+            .user_rooms
+            .get(&user)
+            .map(|m| m.iter().map(|(r, b)| (*r, *b)).collect())
+            .unwrap_or_default())
+    }
+
+    fn put_blob(&self, id: BlobId, meta: &BlobMeta) -> Result<(), StoreError> {
+        self.lock().blobs.insert(id, meta.clone());
+        Ok(())
+    }
+
+    fn blob(&self, id: BlobId) -> Result<Option<BlobMeta>, StoreError> {
+        Ok(self.lock().blobs.get(&id).cloned())
+    }
+
+    fn remove_blob(&self, id: BlobId) -> Result<(), StoreError> {
+        self.lock().blobs.remove(&id);
+        Ok(())
+    }
+
+    fn blob_usage(&self, owner: UserId) -> Result<u64, StoreError> {
+        Ok(self
+            .lock()
+            .blobs
+            .values()
+            .filter(|b| b.owner == owner)
+            .map(|b| b.size)
+            .sum())
+    }
+
+    fn expired_blobs(&self, now: Timestamp) -> Result<Vec<BlobId>, StoreError> {
+        Ok(self
+            .lock()
+            .blobs
+            .iter()
+            .filter(|(_, b)| b.expires_at < now)
+            .map(|(id, _)| *id)
+            .collect())
     }
 
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {

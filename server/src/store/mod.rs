@@ -20,12 +20,14 @@ use std::future::Future;
 use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
-use spider_protocol::ids::{DeviceAddress, DeviceId, MessageId, Seq, Timestamp, UserId};
+use spider_protocol::ids::{
+    BlobId, DeviceAddress, DeviceId, LinkToken, MessageId, RoomId, Seq, Timestamp, UserId,
+};
 use spider_protocol::keys::{
     IdentityKeys, KemPreKey, OneTimePreKey, PreKeyBundle, PreKeyCounts, SignedPreKey,
 };
-use spider_protocol::message::Envelope;
-use spider_protocol::name::Username;
+use spider_protocol::message::{Envelope, Role};
+use spider_protocol::name::{RoomName, Username};
 
 mod mem;
 mod sled;
@@ -55,6 +57,12 @@ pub enum StoreError {
     /// The account already has its maximum number of contacts.
     #[error("too many contacts")]
     TooManyContacts,
+    /// The room name belongs to another room.
+    #[error("room name taken")]
+    RoomNameTaken,
+    /// The room changed since it was read: its epoch is now this.
+    #[error("stale room epoch")]
+    StaleEpoch(u64),
     /// A stored value does not decode: the database is damaged or was written
     /// by an incompatible version.
     #[error("corrupt record in {0}")]
@@ -101,6 +109,62 @@ pub enum Enqueued {
     Duplicate(Seq),
     /// The mailbox is at its quota: nothing was stored.
     Full,
+}
+
+/// A room as stored: its whole state in one record, replaced atomically on
+/// every change (bounded by `max_room_members` and `max_room_links`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomRecord {
+    /// Its relay-wide name.
+    pub name: RoomName,
+    /// Its membership epoch: the number of changes applied since creation.
+    pub epoch: u64,
+    /// Members and their roles, in joining order.
+    pub members: Vec<(UserId, Role)>,
+    /// Accounts invited and not yet joined.
+    pub invited: Vec<UserId>,
+    /// Accounts that may not return.
+    pub banned: Vec<UserId>,
+    /// Live invite links.
+    pub links: Vec<LinkRecord>,
+}
+
+impl RoomRecord {
+    /// A member's role.
+    pub fn role(&self, user: UserId) -> Option<Role> {
+        self.members.iter().find(|m| m.0 == user).map(|m| m.1)
+    }
+    /// Accounts that can see the room: members and invitees.
+    pub fn users(&self) -> impl Iterator<Item = UserId> + '_ {
+        self.members
+            .iter()
+            .map(|m| m.0)
+            .chain(self.invited.iter().copied())
+    }
+}
+
+/// One invite link of a room.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkRecord {
+    /// Its secret.
+    pub token: LinkToken,
+    /// When it stops working, if ever.
+    pub expires_at: Option<Timestamp>,
+    /// Joins it still allows, if limited.
+    pub uses_left: Option<u32>,
+}
+
+/// A stored blob's metadata (its bytes live in a file; see `crate::blobs`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobMeta {
+    /// The uploading account (its quota pays for it).
+    pub owner: UserId,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the bytes.
+    pub digest: [u8; 32],
+    /// When it is deleted.
+    pub expires_at: Timestamp,
 }
 
 /// Durable relay state. See the module docs for the invariants.
@@ -195,6 +259,36 @@ pub trait Store: Send + Sync + 'static {
     fn set_profile(&self, user: UserId, blob: &[u8]) -> Result<(), StoreError>;
     /// An account's encrypted profile, if set.
     fn profile(&self, user: UserId) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// A room.
+    fn room(&self, id: RoomId) -> Result<Option<RoomRecord>, StoreError>;
+    /// The room that holds this name.
+    fn room_by_name(&self, name: &RoomName) -> Result<Option<RoomId>, StoreError>;
+    /// The room an invite link belongs to.
+    fn room_by_link(&self, token: LinkToken) -> Result<Option<RoomId>, StoreError>;
+    /// Writes a room atomically with its indexes (name, links, each user's
+    /// rooms). `prev_epoch` `None` creates it, claiming its name
+    /// ([`StoreError::RoomNameTaken`]); `Some(e)` replaces it only if its
+    /// stored epoch is still `e` ([`StoreError::StaleEpoch`] otherwise).
+    fn save_room(
+        &self,
+        id: RoomId,
+        prev_epoch: Option<u64>,
+        room: &RoomRecord,
+    ) -> Result<(), StoreError>;
+    /// The rooms an account is in (`true`) or invited to (`false`).
+    fn user_rooms(&self, user: UserId) -> Result<Vec<(RoomId, bool)>, StoreError>;
+
+    /// Records a stored blob.
+    fn put_blob(&self, id: BlobId, meta: &BlobMeta) -> Result<(), StoreError>;
+    /// A blob's metadata.
+    fn blob(&self, id: BlobId) -> Result<Option<BlobMeta>, StoreError>;
+    /// Forgets a blob.
+    fn remove_blob(&self, id: BlobId) -> Result<(), StoreError>;
+    /// Bytes of blobs an account has stored.
+    fn blob_usage(&self, owner: UserId) -> Result<u64, StoreError>;
+    /// Blobs that expire before `now`.
+    fn expired_blobs(&self, now: Timestamp) -> Result<Vec<BlobId>, StoreError>;
 
     /// Makes every write before this call durable.
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>>;
@@ -482,6 +576,84 @@ pub(crate) mod tests {
             assert_eq!(s.contacts(a).unwrap(), vec![b]);
             s.set_contact(a, b, false, 1).unwrap();
             assert!(s.contacts(a).unwrap().is_empty());
+        }
+    }
+
+    fn room(name: &str, members: Vec<(UserId, Role)>, invited: Vec<UserId>) -> RoomRecord {
+        RoomRecord {
+            name: RoomName::parse(name).unwrap(),
+            epoch: 1,
+            members,
+            invited,
+            banned: Vec::new(),
+            links: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn rooms_claim_names_check_epochs_and_keep_indexes() {
+        for (kind, s, _dir) in all_stores() {
+            let a = UserId::from_bytes([1; 16]);
+            let b = UserId::from_bytes([2; 16]);
+            let r1 = RoomId::from_bytes([1; 16]);
+            let r2 = RoomId::from_bytes([2; 16]);
+            let mut one = room("one", vec![(a, Role::Owner)], vec![b]);
+            s.save_room(r1, None, &one).unwrap();
+            assert!(
+                matches!(
+                    s.save_room(r2, None, &room("one", vec![(b, Role::Owner)], vec![])),
+                    Err(StoreError::RoomNameTaken)
+                ),
+                "{kind}"
+            );
+            assert_eq!(s.room_by_name(&one.name).unwrap(), Some(r1));
+            assert_eq!(s.user_rooms(b).unwrap(), vec![(r1, false)]);
+            let token = LinkToken::from_bytes([7; 16]);
+            one.epoch = 2;
+            one.invited.clear();
+            one.members.push((b, Role::Member));
+            one.links.push(LinkRecord {
+                token,
+                expires_at: None,
+                uses_left: Some(1),
+            });
+            s.save_room(r1, Some(1), &one).unwrap();
+            assert!(matches!(
+                s.save_room(r1, Some(1), &one),
+                Err(StoreError::StaleEpoch(2))
+            ));
+            assert_eq!(s.user_rooms(b).unwrap(), vec![(r1, true)], "{kind}");
+            assert_eq!(s.room_by_link(token).unwrap(), Some(r1));
+            one.epoch = 3;
+            one.members.retain(|m| m.0 != b);
+            one.links.clear();
+            s.save_room(r1, Some(2), &one).unwrap();
+            assert!(s.user_rooms(b).unwrap().is_empty(), "{kind}");
+            assert_eq!(s.room_by_link(token).unwrap(), None);
+            assert_eq!(s.room(r1).unwrap().unwrap(), one);
+        }
+    }
+
+    #[test]
+    fn blobs_count_against_their_owner_and_expire() {
+        for (kind, s, _dir) in all_stores() {
+            let a = UserId::from_bytes([1; 16]);
+            let meta = |size, at| BlobMeta {
+                owner: a,
+                size,
+                digest: [0; 32],
+                expires_at: Timestamp(at),
+            };
+            let x = BlobId::from_bytes([1; 32]);
+            let y = BlobId::from_bytes([2; 32]);
+            s.put_blob(x, &meta(10, 100)).unwrap();
+            s.put_blob(y, &meta(5, 200)).unwrap();
+            assert_eq!(s.blob_usage(a).unwrap(), 15, "{kind}");
+            assert_eq!(s.expired_blobs(Timestamp(150)).unwrap(), vec![x]);
+            s.remove_blob(x).unwrap();
+            assert_eq!(s.blob(x).unwrap(), None);
+            assert_eq!(s.blob_usage(a).unwrap(), 5, "{kind}");
+            assert_eq!(s.blob(y).unwrap(), Some(meta(5, 200)));
         }
     }
 }

@@ -18,6 +18,16 @@
 //! | `mailbox_meta`         | dev (20)                     | highest seq (u64 BE) ‖ count (u64 BE) |
 //! | `contacts`             | user id (16) ‖ contact (16)  | empty                               |
 //! | `profiles`             | user id (16)                 | encrypted profile (opaque bytes)    |
+//! | `rooms`                | room id (16)                 | postcard [`RoomRecord`]             |
+//! | `room_names`           | room name (UTF-8)            | room id (16)                        |
+//! | `room_links`           | link token (16)              | room id (16)                        |
+//! | `user_rooms`           | user id (16) ‖ room id (16)  | 1 member / 0 invited (1 byte)       |
+//! | `blobs`                | blob id (32)                 | postcard [`BlobMeta`]               |
+//! | `blob_owners`          | user id (16) ‖ blob id (32)  | size (u64 BE)                       |
+//!
+//! A room change rewrites `rooms` and its three indexes in one transaction,
+//! and only if the stored epoch is still the one the change was checked
+//! against. Blob bytes are files (see `crate::blobs`), not sled values.
 //!
 //! Multi-tree changes (claiming a name, enqueueing, acking) run in sled
 //! transactions; handing out a one-time prekey is a compare-and-swap removal,
@@ -42,14 +52,18 @@ use std::path::Path;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use spider_protocol::bytes::FixedBytes;
-use spider_protocol::ids::{DeviceAddress, DeviceId, MessageId, PreKeyId, Seq, Timestamp, UserId};
+use spider_protocol::ids::{
+    BlobId, DeviceAddress, DeviceId, LinkToken, MessageId, PreKeyId, RoomId, Seq, Timestamp, UserId,
+};
 use spider_protocol::keys::{
     IdentityKeys, KemPreKey, OneTimePreKey, PreKeyBundle, PreKeyCounts, SignedPreKey,
 };
 use spider_protocol::message::Envelope;
-use spider_protocol::name::Username;
+use spider_protocol::name::{RoomName, Username};
 
-use super::{Account, BoxFuture, DeviceRecord, Enqueued, Store, StoreError, device_key};
+use super::{
+    Account, BlobMeta, BoxFuture, DeviceRecord, Enqueued, RoomRecord, Store, StoreError, device_key,
+};
 
 /// The relay's embedded store on sled.
 pub struct SledStore {
@@ -65,6 +79,12 @@ pub struct SledStore {
     mailbox_meta: sled::Tree,
     contacts: sled::Tree,
     profiles: sled::Tree,
+    rooms: sled::Tree,
+    room_names: sled::Tree,
+    room_links: sled::Tree,
+    user_rooms: sled::Tree,
+    blobs: sled::Tree,
+    blob_owners: sled::Tree,
 }
 
 fn backend(e: sled::Error) -> StoreError {
@@ -131,6 +151,12 @@ impl SledStore {
             mailbox_meta: t("mailbox_meta")?,
             contacts: t("contacts")?,
             profiles: t("profiles")?,
+            rooms: t("rooms")?,
+            room_names: t("room_names")?,
+            room_links: t("room_links")?,
+            user_rooms: t("user_rooms")?,
+            blobs: t("blobs")?,
+            blob_owners: t("blob_owners")?,
             db,
         })
     }
@@ -543,6 +569,154 @@ impl Store for SledStore {
             .get(user.as_bytes())
             .map_err(backend)?
             .map(|v| v.to_vec()))
+    }
+
+    fn room(&self, id: RoomId) -> Result<Option<RoomRecord>, StoreError> {
+        match self.rooms.get(id.as_bytes()).map_err(backend)? {
+            Some(v) => decode(&v, "rooms").map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn room_by_name(&self, name: &RoomName) -> Result<Option<RoomId>, StoreError> {
+        match self
+            .room_names
+            .get(name.as_str().as_bytes())
+            .map_err(backend)?
+        {
+            Some(v) => RoomId::try_from(&v[..])
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt("room_names")),
+            None => Ok(None),
+        }
+    }
+
+    fn room_by_link(&self, token: LinkToken) -> Result<Option<RoomId>, StoreError> {
+        match self.room_links.get(token.as_bytes()).map_err(backend)? {
+            Some(v) => RoomId::try_from(&v[..])
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt("room_links")),
+            None => Ok(None),
+        }
+    }
+
+    fn save_room(
+        &self,
+        id: RoomId,
+        prev_epoch: Option<u64>,
+        room: &RoomRecord,
+    ) -> Result<(), StoreError> {
+        let value = encode(room, "rooms")?;
+        let rid = id.as_bytes();
+        (
+            &self.rooms,
+            &self.room_names,
+            &self.room_links,
+            &self.user_rooms,
+        )
+            .transaction(|(rooms, names, links, users)| {
+                let old: Option<RoomRecord> = match rooms.get(rid)? {
+                    Some(v) => Some(decode(&v, "rooms").map_err(abort)?),
+                    None => None,
+                };
+                match (&old, prev_epoch) {
+                    (None, None) => {
+                        if names.get(room.name.as_str().as_bytes())?.is_some() {
+                            return Err(abort(StoreError::RoomNameTaken));
+                        }
+                        names.insert(room.name.as_str().as_bytes(), &rid[..])?;
+                    }
+                    (Some(o), Some(e)) if o.epoch == e => {}
+                    (Some(o), _) => return Err(abort(StoreError::StaleEpoch(o.epoch))),
+                    (None, Some(_)) => return Err(abort(StoreError::StaleEpoch(0))),
+                }
+                if let Some(o) = &old {
+                    for u in o.users() {
+                        users.remove(keyed(u.as_bytes(), rid))?;
+                    }
+                    for l in &o.links {
+                        links.remove(&l.token.as_bytes()[..])?;
+                    }
+                }
+                for (u, _) in &room.members {
+                    users.insert(keyed(u.as_bytes(), rid), &[1u8][..])?;
+                }
+                for u in &room.invited {
+                    users.insert(keyed(u.as_bytes(), rid), &[0u8][..])?;
+                }
+                for l in &room.links {
+                    links.insert(&l.token.as_bytes()[..], &rid[..])?;
+                }
+                rooms.insert(&rid[..], value.as_slice())?;
+                Ok(())
+            })
+            .map_err(tx_err)
+    }
+
+    fn user_rooms(&self, user: UserId) -> Result<Vec<(RoomId, bool)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.user_rooms.scan_prefix(user.as_bytes()) {
+            let (k, v) = item.map_err(backend)?;
+            let r = k
+                .get(16..32)
+                .and_then(|b| RoomId::try_from(b).ok())
+                .ok_or(StoreError::Corrupt("user_rooms"))?;
+            out.push((r, v.first() == Some(&1)));
+        }
+        Ok(out)
+    }
+
+    fn put_blob(&self, id: BlobId, meta: &BlobMeta) -> Result<(), StoreError> {
+        let value = encode(meta, "blobs")?;
+        (&self.blobs, &self.blob_owners)
+            .transaction(|(blobs, owners)| {
+                blobs.insert(&id.as_bytes()[..], value.as_slice())?;
+                owners.insert(
+                    keyed(meta.owner.as_bytes(), id.as_bytes()),
+                    &meta.size.to_be_bytes()[..],
+                )?;
+                Ok(())
+            })
+            .map_err(tx_err)
+    }
+
+    fn blob(&self, id: BlobId) -> Result<Option<BlobMeta>, StoreError> {
+        match self.blobs.get(id.as_bytes()).map_err(backend)? {
+            Some(v) => decode(&v, "blobs").map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn remove_blob(&self, id: BlobId) -> Result<(), StoreError> {
+        (&self.blobs, &self.blob_owners)
+            .transaction(|(blobs, owners)| {
+                if let Some(v) = blobs.remove(&id.as_bytes()[..])? {
+                    let meta: BlobMeta = decode(&v, "blobs").map_err(abort)?;
+                    owners.remove(keyed(meta.owner.as_bytes(), id.as_bytes()))?;
+                }
+                Ok(())
+            })
+            .map_err(tx_err)
+    }
+
+    fn blob_usage(&self, owner: UserId) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        for v in self.blob_owners.scan_prefix(owner.as_bytes()).values() {
+            total = total.saturating_add(u64_at(&v.map_err(backend)?, 0));
+        }
+        Ok(total)
+    }
+
+    fn expired_blobs(&self, now: Timestamp) -> Result<Vec<BlobId>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.blobs.iter() {
+            let (k, v) = item.map_err(backend)?;
+            let meta: BlobMeta = decode(&v, "blobs")?;
+            if meta.expires_at < now {
+                out.push(BlobId::try_from(&k[..]).map_err(|_| StoreError::Corrupt("blobs"))?);
+            }
+        }
+        Ok(out)
     }
 
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {

@@ -290,6 +290,16 @@ impl Client {
         self.recv().await.expect("connection closed")
     }
 
+    /// The next frame that is neither a ping nor a presence update.
+    pub async fn expect_np(&mut self) -> ServerFrame {
+        loop {
+            match self.expect().await {
+                ServerFrame::Presence(_) => continue,
+                f => return f,
+            }
+        }
+    }
+
     /// Whether the relay closes the connection (after any frames in flight).
     pub async fn closed(&mut self) -> bool {
         self.recv().await.is_none()
@@ -326,6 +336,56 @@ impl Client {
 /// A fresh RNG for spider-crypto's key generation.
 fn rng() -> ChaCha20Rng {
     ChaCha20Rng::from_seed(random())
+}
+
+/// A QUIC blob-transfer stream (§5.7): blob frames only, no Hello.
+pub struct Transfer {
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    decoder: FrameDecoder<ServerFrame>,
+}
+
+impl Client {
+    /// Opens a transfer stream on this (QUIC, authenticated) connection.
+    pub async fn open_transfer(&self) -> Transfer {
+        match &self.conn {
+            Conn::Quic { conn, .. } => {
+                let (send, recv) = conn.open_bi().await.unwrap();
+                Transfer {
+                    send,
+                    recv,
+                    decoder: FrameDecoder::new(),
+                }
+            }
+            Conn::Ws(_) => panic!("transfer streams are QUIC only"),
+        }
+    }
+}
+
+impl Transfer {
+    pub async fn send(&mut self, f: ClientFrame) {
+        let mut out = Vec::new();
+        codec::encode_stream(&f, &mut out).unwrap();
+        self.send.write_all(&out).await.unwrap();
+    }
+
+    /// The next frame, or `None` once the relay finished the stream.
+    pub async fn recv(&mut self) -> Option<ServerFrame> {
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                if let Some(f) = self.decoder.next_frame().unwrap() {
+                    return Some(f);
+                }
+                let mut buf = [0u8; 8192];
+                match self.recv.read(&mut buf).await {
+                    Ok(Some(n)) => self.decoder.push(&buf[..n]),
+                    _ => return None,
+                }
+            }
+        })
+        .await
+        .expect("relay went silent")
+    }
 }
 
 /// A device's identity with real keys, made and signed by spider-crypto.
