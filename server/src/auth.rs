@@ -41,6 +41,8 @@ pub(crate) struct Authed {
     pub(crate) username: Username,
     /// The device's identity.
     pub(crate) identity: IdentityKeys,
+    /// The client's address, for the per-address request limit.
+    pub(crate) ip: IpAddr,
 }
 
 fn bad_sig(_: verify::VerifyError) -> Refusal {
@@ -118,6 +120,7 @@ pub(crate) async fn register(
     tracing::info!(user = %user, "account registered");
     Ok((
         Authed {
+            ip: b.peer,
             addr,
             username: r.username,
             identity: r.identity,
@@ -148,6 +151,7 @@ pub(crate) fn login(
     let counts = shared.store.prekey_counts(addr)?;
     Ok((
         Authed {
+            ip: b.peer,
             addr,
             username: account.username,
             identity,
@@ -193,6 +197,7 @@ pub(crate) async fn add_device(
     tracing::info!(user = %a.user, device = device.0, "device added");
     Ok((
         Authed {
+            ip: b.peer,
             addr,
             username: account.username,
             identity: a.identity,

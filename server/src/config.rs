@@ -174,6 +174,18 @@ pub struct Limits {
     /// Frames one connection may send in a burst. 100: a client catching up
     /// (acks, prekey refills, a backlog of sends) is not throttled.
     pub request_burst: u32,
+    /// Frames per second all connections of one account may send together,
+    /// sustained. 100: two busy devices; stops an account from multiplying
+    /// its rate by opening many connections.
+    pub account_requests_per_second: u32,
+    /// Frames one account may send in a burst. 200.
+    pub account_request_burst: u32,
+    /// Frames per second all connections from one IP address may send
+    /// together, sustained. 1000: an office or a NAT'd household of busy
+    /// clients; one address cannot flood the relay through many accounts.
+    pub ip_requests_per_second: u32,
+    /// Frames one IP address may send in a burst. 2000.
+    pub ip_request_burst: u32,
     /// Prekey fetches per minute per requesting account. 60: each fetch
     /// consumes the target's one-time prekeys, so draining them is the
     /// attack; starting sessions with a whole contact list is the use.
@@ -255,6 +267,10 @@ impl Default for Limits {
             quic_idle_timeout_ms: 120_000,
             requests_per_second: 50,
             request_burst: 100,
+            account_requests_per_second: 100,
+            account_request_burst: 200,
+            ip_requests_per_second: 1000,
+            ip_request_burst: 2000,
             prekey_fetches_per_minute: 60,
             prekey_fetch_burst: 30,
             registrations_per_hour: 20,
@@ -302,6 +318,13 @@ impl Limits {
         for (key, v) in [
             ("limits.requests_per_second", self.requests_per_second),
             ("limits.request_burst", self.request_burst),
+            (
+                "limits.account_requests_per_second",
+                self.account_requests_per_second,
+            ),
+            ("limits.account_request_burst", self.account_request_burst),
+            ("limits.ip_requests_per_second", self.ip_requests_per_second),
+            ("limits.ip_request_burst", self.ip_request_burst),
             (
                 "limits.prekey_fetches_per_minute",
                 self.prekey_fetches_per_minute,

@@ -122,6 +122,8 @@ pub(crate) async fn serve<S: FrameSink>(
     let _guard = metrics::ConnectionGuard::new(transport);
     let deadline =
         Instant::now() + Duration::from_millis(shared.config.limits.handshake_timeout_ms);
+    // One short-lived value per connection, on the stack: its size is no cost.
+    #[allow(clippy::large_enum_variant)]
     enum Handshake {
         Done(Result<(Authed, PreKeyCounts, RequestId), End>),
         Timeout,
@@ -319,6 +321,7 @@ async fn signed_in<S: FrameSink>(
         (Ok(q), Ok(h)) => (q, h),
         _ => return fatal(sink, ErrorCode::INTERNAL, "store unavailable").await,
     };
+    metrics::mailbox_depth_at_login(queued);
     let ok = ServerFrame::AuthOk(AuthOk {
         req,
         user: me.addr.user,
@@ -390,7 +393,7 @@ async fn signed_in<S: FrameSink>(
                         ClientFrame::BlobChunk(c) => uploads.has(c.blob),
                         _ => false,
                     };
-                    let r = match if exempt { None } else { shared.rate.frame(&frames) } {
+                    let r = match if exempt { None } else { shared.rate.frame(&frames, me.addr.user, me.ip) } {
                         None => handle(shared, sink, me, &mut uploads, *f).await,
                         Some(wait) => rate_limited(sink, &f, wait).await,
                     };

@@ -43,6 +43,7 @@ struct Metrics {
     envelopes_in: Counter,
     envelopes_out: Counter,
     flush: Histogram,
+    mailbox_depth: Histogram,
     rejections: Family<CodeLabel, Counter>,
 }
 
@@ -56,6 +57,13 @@ fn metrics() -> &'static Metrics {
         // 100 µs to ~3 s: an fsync on SSD is ~1 ms, on a busy disk far more.
         let flush = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let rejections = Family::<CodeLabel, Counter>::default();
+        // 1 to ~65k envelopes: an idle phone's night to a month offline.
+        let mailbox_depth = Histogram::new(exponential_buckets(1.0, 2.0, 17));
+        registry.register(
+            "spider_mailbox_depth_at_login",
+            "Envelopes waiting in a device's mailbox when it signs in",
+            mailbox_depth.clone(),
+        );
         registry.register(
             "spider_connections",
             "Open client connections",
@@ -87,6 +95,7 @@ fn metrics() -> &'static Metrics {
             envelopes_in,
             envelopes_out,
             flush,
+            mailbox_depth,
             rejections,
         }
     })
@@ -126,6 +135,11 @@ pub(crate) fn envelope_in() {
 /// An envelope went out to a recipient.
 pub(crate) fn envelope_out() {
     metrics().envelopes_out.inc();
+}
+
+/// A device signed in with this many envelopes waiting.
+pub(crate) fn mailbox_depth_at_login(queued: u64) {
+    metrics().mailbox_depth.observe(queued as f64);
 }
 
 /// A store flush took this long.

@@ -3,6 +3,8 @@
 //! | what                          | key                   | refusal                  |
 //! |-------------------------------|-----------------------|--------------------------|
 //! | frames of one connection      | the connection        | `RATE_LIMITED` (+ retry) |
+//! | frames of one account         | the account           | `RATE_LIMITED` (+ retry) |
+//! | frames from one address       | the client's IP       | `RATE_LIMITED` (+ retry) |
 //! | prekey fetches                | the requesting account| `PREKEY_FETCH_LIMITED`   |
 //! | registration attempts         | the client's IP       | `REGISTRATION_LIMITED`   |
 //! | open connections              | the client's IP       | connection refused       |
@@ -30,6 +32,8 @@ fn nz(n: u32) -> NonZeroU32 {
 pub(crate) struct RateLimits {
     clock: DefaultClock,
     request_quota: Quota,
+    account_requests: DefaultKeyedRateLimiter<UserId>,
+    ip_requests: DefaultKeyedRateLimiter<IpAddr>,
     registrations: DefaultKeyedRateLimiter<IpAddr>,
     prekey_fetches: DefaultKeyedRateLimiter<UserId>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
@@ -60,6 +64,13 @@ impl RateLimits {
             clock: DefaultClock::default(),
             request_quota: Quota::per_second(nz(l.requests_per_second))
                 .allow_burst(nz(l.request_burst)),
+            account_requests: RateLimiter::keyed(
+                Quota::per_second(nz(l.account_requests_per_second))
+                    .allow_burst(nz(l.account_request_burst)),
+            ),
+            ip_requests: RateLimiter::keyed(
+                Quota::per_second(nz(l.ip_requests_per_second)).allow_burst(nz(l.ip_request_burst)),
+            ),
             registrations: RateLimiter::keyed(
                 Quota::per_hour(nz(l.registrations_per_hour)).allow_burst(nz(l.registration_burst)),
             ),
@@ -77,12 +88,26 @@ impl RateLimits {
         RateLimiter::direct(self.request_quota)
     }
 
-    /// How long until `limiter` allows a frame, or `None` if it does now.
-    pub(crate) fn frame(&self, limiter: &DefaultDirectRateLimiter) -> Option<Duration> {
-        limiter
-            .check()
+    /// How long until a frame of this connection, account and address is
+    /// allowed, or `None` if it is now. Checked in that order; a frame
+    /// refused by one limiter is not charged to the next.
+    pub(crate) fn frame(
+        &self,
+        limiter: &DefaultDirectRateLimiter,
+        user: UserId,
+        ip: IpAddr,
+    ) -> Option<Duration> {
+        let now = self.clock.now();
+        if let Err(n) = limiter.check() {
+            return Some(n.wait_time_from(now));
+        }
+        if let Err(n) = self.account_requests.check_key(&user) {
+            return Some(n.wait_time_from(now));
+        }
+        self.ip_requests
+            .check_key(&ip)
             .err()
-            .map(|n| n.wait_time_from(self.clock.now()))
+            .map(|n| n.wait_time_from(now))
     }
 
     /// A registration attempt from `ip`.
@@ -117,6 +142,10 @@ impl RateLimits {
 
     /// Forgets keys whose limits have fully recovered.
     pub(crate) fn housekeeping(&self) {
+        self.account_requests.retain_recent();
+        self.account_requests.shrink_to_fit();
+        self.ip_requests.retain_recent();
+        self.ip_requests.shrink_to_fit();
         self.registrations.retain_recent();
         self.registrations.shrink_to_fit();
         self.prekey_fetches.retain_recent();

@@ -95,6 +95,98 @@ async fn over_the_rate_pings_are_still_answered_and_ephemerals_get_a_non_fatal_e
 }
 
 #[tokio::test]
+async fn the_account_request_limit_applies_above_the_connection_limit() {
+    // The connection may send 100 frames at once; its account only 4 (the
+    // limiter is keyed by account, so more connections do not add to it).
+    let relay = start_relay_with(|c| {
+        c.limits.request_burst = 100;
+        c.limits.account_requests_per_second = 1;
+        c.limits.account_request_burst = 4;
+    })
+    .await;
+    let (_, mut busy) = register(&relay, Transport::Quic, "busy").await;
+    let (other, mut calm) = register(&relay, Transport::Ws, "calm").await;
+    let lookup = |c: &mut Client| {
+        let req = c.req();
+        ClientFrame::LookupUser(LookupUser {
+            req,
+            who: UserRef::Id(other.user),
+        })
+    };
+    for _ in 0..8 {
+        let f = lookup(&mut busy);
+        busy.send(f).await;
+    }
+    let mut limited = 0;
+    for _ in 0..8 {
+        match busy.expect().await {
+            ServerFrame::UserInfo(_) => {}
+            ServerFrame::Error(e) => {
+                assert_eq!(e.code, ErrorCode::RATE_LIMITED);
+                assert!(e.req.is_some());
+                assert!(matches!(e.detail, ErrorDetail::RetryAfter { ms } if ms > 0));
+                limited += 1;
+            }
+            f => panic!("{f:?}"),
+        }
+    }
+    assert!(
+        limited >= 3,
+        "8 requests against an account burst of 4: {limited} refused"
+    );
+    // Another account on the same address is unaffected.
+    let f = lookup(&mut calm);
+    calm.send(f).await;
+    assert!(matches!(calm.expect().await, ServerFrame::UserInfo(_)));
+    busy.close().await;
+    calm.close().await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn the_address_request_limit_spans_accounts() {
+    // Each connection and account may send 100 frames at once; everything
+    // from 127.0.0.1 together only 6.
+    let relay = start_relay_with(|c| {
+        c.limits.request_burst = 100;
+        c.limits.account_request_burst = 100;
+        c.limits.ip_requests_per_second = 1;
+        c.limits.ip_request_burst = 6;
+    })
+    .await;
+    let (a_acc, mut a) = register(&relay, Transport::Quic, "first").await;
+    let (_, mut b) = register(&relay, Transport::Ws, "second").await;
+    let mut limited = 0;
+    for c in [&mut a, &mut b] {
+        for _ in 0..4 {
+            let req = c.req();
+            c.send(ClientFrame::LookupUser(LookupUser {
+                req,
+                who: UserRef::Id(a_acc.user),
+            }))
+            .await;
+        }
+        for _ in 0..4 {
+            match c.expect().await {
+                ServerFrame::UserInfo(_) => {}
+                ServerFrame::Error(e) => {
+                    assert_eq!(e.code, ErrorCode::RATE_LIMITED);
+                    limited += 1;
+                }
+                f => panic!("{f:?}"),
+            }
+        }
+    }
+    assert!(
+        limited >= 1,
+        "8 requests from one address against a burst of 6"
+    );
+    a.close().await;
+    b.close().await;
+    relay.stop().await;
+}
+
+#[tokio::test]
 async fn registrations_from_one_address_are_limited() {
     let relay = start_relay_with(|c| {
         c.limits.registrations_per_hour = 1;

@@ -184,6 +184,8 @@ async fn sigterm_drains_clients_flushes_and_a_restart_keeps_the_mail() {
         "{m}"
     );
     assert!(m.contains("spider_store_flush_seconds_count"), "{m}");
+    // Alice and Bob each signed in with an empty mailbox.
+    assert!(m.contains("spider_mailbox_depth_at_login_count 2"), "{m}");
 
     let status = tokio::task::spawn_blocking(move || sigterm_and_wait(first));
     match a.recv().await {
