@@ -8,6 +8,7 @@
 //! `spider --fake` runs the app on an in-process fake network.
 
 mod app;
+mod cli;
 mod components;
 mod preview;
 mod queue;
@@ -22,7 +23,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use ratatui::crossterm::event;
 use tokio::sync::mpsc;
 
@@ -35,6 +36,16 @@ use crate::worker::{TransportChoice, Worker};
 const TICK: Duration = Duration::from_millis(250);
 
 /// Spider: end-to-end encrypted chat in the terminal.
+///
+/// With no command, opens the terminal app on the profile given by
+/// --profile. The commands below work without a terminal (scripts, bots):
+/// each opens the profile, connects to the relay for as long as it needs,
+/// and exits. A profile's passphrase comes from SPIDER_PASSPHRASE or a
+/// prompt (profiles made with --no-passphrase need none).
+///
+/// Try it locally: `cargo build -p spider-relay`, then
+/// `spider-relay serve --data /tmp/relay` and
+/// `spider --profile /tmp/alice register --server 127.0.0.1:4433 --ca /tmp/relay/certs/ca.pem --username alice`.
 #[derive(Debug, Parser)]
 #[command(name = "spider", version)]
 struct Cli {
@@ -55,6 +66,149 @@ struct Cli {
     /// Run the interactive app on an in-process fake network (development).
     #[arg(long, hide = true)]
     fake: bool,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// The non-interactive commands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a profile in --profile and register a new account on a relay.
+    ///
+    /// The profile remembers the relay address, the CA file's path and the
+    /// username, so later commands need only --profile.
+    Register {
+        /// The relay, HOST:PORT (QUIC and WebSocket share the port number).
+        #[arg(long, value_name = "HOST:PORT")]
+        server: String,
+        /// The relay's CA certificate (PEM), e.g. DATA/certs/ca.pem of a
+        /// development relay.
+        #[arg(long, value_name = "FILE")]
+        ca: PathBuf,
+        /// The account name to claim.
+        #[arg(long)]
+        username: String,
+        /// The relay's name [default: HOST, or `localhost` when HOST is an
+        /// IP address].
+        #[arg(long, value_name = "NAME")]
+        relay_name: Option<String>,
+        /// Store the keys without a passphrase (bots; protect the directory).
+        #[arg(long)]
+        no_passphrase: bool,
+    },
+    /// Send a text to @USER or #ROOM (words are joined with spaces).
+    Send {
+        /// @USER or '#ROOM' (quote it: # starts a shell comment).
+        to: String,
+        /// The text.
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
+    /// Send a file to @USER or #ROOM (needs relay blob support).
+    SendFile {
+        /// @USER or '#ROOM'.
+        to: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// Print received messages: the backlog, then what arrives until
+    /// --wait seconds pass without anything new.
+    ///
+    /// With --json, one object per line: id, from, from_id, room (or null),
+    /// text (or null), attachment (or null), sent_at (ms since the epoch).
+    /// A message is printed by one `recv` only.
+    Recv {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Seconds of quiet after the backlog before returning.
+        #[arg(long, value_name = "SECS", default_value_t = 5)]
+        wait: u64,
+    },
+    /// Rooms (needs relay room support).
+    #[command(subcommand)]
+    Room(RoomCommand),
+    /// List contacts with their presence.
+    Contacts,
+    /// Show the safety numbers shared with @USER's devices.
+    Safety {
+        /// @USER.
+        user: String,
+    },
+    /// Show the safety numbers with @USER and mark them verified.
+    Verify {
+        /// @USER.
+        user: String,
+    },
+    /// Your encrypted profile.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+    /// Start a throw-away relay, an echo bot and the terminal app signed in
+    /// as a fresh user. Needs the spider-relay binary next to spider or on
+    /// PATH: run `cargo build -p spider-relay` first.
+    Demo,
+}
+
+/// `spider room ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum RoomCommand {
+    /// Create a room.
+    Create {
+        /// Its name.
+        name: String,
+    },
+    /// Invite @USER to a room.
+    Invite {
+        /// The room.
+        name: String,
+        /// @USER.
+        user: String,
+    },
+    /// Make an invite link.
+    Link {
+        /// The room.
+        name: String,
+        /// How long the link works, e.g. 1h, 7d.
+        #[arg(long)]
+        expires: Option<String>,
+        /// How many times it can be used.
+        #[arg(long)]
+        uses: Option<u32>,
+    },
+    /// Join a room you were invited to, or through an invite link.
+    Join {
+        /// The room's name or an invite link.
+        name_or_link: String,
+    },
+    /// Leave a room.
+    Leave {
+        /// The room.
+        name: String,
+    },
+    /// Remove @USER from a room.
+    Kick {
+        /// The room.
+        name: String,
+        /// @USER.
+        user: String,
+    },
+    /// List a room's members.
+    Members {
+        /// The room.
+        name: String,
+    },
+}
+
+/// `spider profile ...`.
+#[derive(Debug, Subcommand)]
+enum ProfileCommand {
+    /// Set what your contacts see (encrypted to them).
+    Set {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+    },
 }
 
 /// How to draw inline images.
@@ -71,19 +225,66 @@ fn main() -> anyhow::Result<()> {
     // Read the local time zone before any thread starts: the `time` crate
     // refuses to (soundly) read it from a multi-threaded process.
     let offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
-    if !cli.fake {
-        bail!(
-            "spider is not yet connected to a relay: the SDK integration is pending. \
-             Run `spider --fake` to try the interface on a simulated network."
-        );
-    }
-    let _ = cli.profile;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    rt.block_on(run_fake(cli.transport, cli.images, offset))
+    let transport = cli.transport;
+    let Some(command) = cli.command else {
+        if cli.fake {
+            return rt.block_on(run_fake(transport, cli.images, offset));
+        }
+        bail!(
+            "the terminal app on a real relay is not wired yet (the SDK adapter is pending): \
+             use the commands (`spider --help`), or `spider --fake` to try the interface on a \
+             simulated network"
+        );
+    };
+    let profile = || {
+        cli.profile
+            .clone()
+            .context("--profile DIR is required for this command")
+    };
+    match command {
+        Command::Register {
+            server,
+            ca,
+            username,
+            relay_name,
+            no_passphrase,
+        } => rt.block_on(cli::register(
+            &profile()?,
+            server,
+            &ca,
+            &username,
+            relay_name,
+            no_passphrase,
+            transport,
+        )),
+        Command::Send { to, text } => {
+            rt.block_on(cli::send(&profile()?, &to, &text.join(" "), transport))
+        }
+        Command::SendFile { to, path } => cli::send_file(&to, &path),
+        Command::Recv { json, wait } => rt.block_on(cli::recv(
+            &profile()?,
+            json,
+            Duration::from_secs(wait),
+            transport,
+        )),
+        Command::Room(r) => rt.block_on(cli::room(&profile()?, r, transport)),
+        Command::Contacts => rt.block_on(cli::contacts(&profile()?, transport)),
+        Command::Safety { user } => cli::safety(&profile()?, &user, false),
+        Command::Verify { user } => cli::safety(&profile()?, &user, true),
+        Command::Profile(ProfileCommand::Set { name }) => {
+            let _ = name;
+            bail!(
+                "setting the profile is not supported yet: the SDK does not send SetProfile \
+                 (encrypted profiles) yet"
+            )
+        }
+        Command::Demo => bail!("demo: not available yet"),
+    }
 }
 
 async fn run_fake(
