@@ -6,7 +6,7 @@
 //! relay address and CA path (under the encrypted key `cli/config`), so
 //! every command after `register` needs only `--profile`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -548,7 +548,7 @@ pub(crate) async fn recv(
     let me = opened.profile.account()?.user;
     let mut printed: Vec<MessageId> = opened.profile.get(K_PRINTED)?.unwrap_or_default();
     let mut seen: HashSet<MessageId> = printed.iter().copied().collect();
-    let names = Names::load(&opened.profile)?;
+    let mut names = Names::load(&opened.profile)?;
     // Messages that arrived while another command ran are in history.
     let mut backlog = Vec::new();
     for h in opened.profile.history()? {
@@ -571,13 +571,16 @@ pub(crate) async fn recv(
             out.push(id);
         }
         let mut caught_up = false;
+        // Messages from senders whose name is being looked up, in arrival
+        // order; later messages wait behind them so that order holds.
+        let mut waiting: VecDeque<(UserId, MessageId, Received)> = VecDeque::new();
         let patience = tokio::time::sleep(CONNECT_PATIENCE);
         tokio::pin!(patience);
-        loop {
+        let result = loop {
             tokio::select! {
                 () = &mut patience => {
-                    if caught_up { return anyhow::Ok(()) }
-                    bail!("the relay did not deliver the backlog within {}s", CONNECT_PATIENCE.as_secs());
+                    if caught_up { break Ok(()) }
+                    break Err(anyhow!("the relay did not deliver the backlog within {}s", CONNECT_PATIENCE.as_secs()));
                 }
                 e = s.events.recv() => match e {
                     Some(Event::CaughtUp) => {
@@ -588,19 +591,35 @@ pub(crate) async fn recv(
                         if from.user != s.me && seen.insert(id)
                             && let Some(r) = received(&names, id, from.user, room, &content.body, sent_at.0)
                         {
-                            print_received(&r, json)?;
-                            out.push(id);
+                            waiting.push_back((from.user, id, r));
                         }
                         if caught_up {
                             patience.as_mut().reset(tokio::time::Instant::now() + wait);
                         }
                     }
+                    Some(Event::ContactUpdated { user, username }) => {
+                        names.users.insert(user, username.as_str().to_owned());
+                    }
                     Some(Event::Error(e)) => eprintln!("warning: {e}"),
                     Some(_) => {}
-                    None => bail!("the client stopped"),
+                    None => break Err(anyhow!("the client stopped")),
                 }
             }
+            while let Some((user, _, _)) = waiting.front() {
+                let Some(name) = names.users.get(user).cloned() else { break };
+                if let Some((_, id, mut r)) = waiting.pop_front() {
+                    r.from = name;
+                    print_received(&r, json)?;
+                    out.push(id);
+                }
+            }
+        };
+        // Names that never came: the account id it is.
+        for (_, id, r) in waiting {
+            print_received(&r, json)?;
+            out.push(id);
         }
+        result
     }
     .await;
     s.client.shutdown().await;
