@@ -10,6 +10,7 @@
 mod app;
 mod cli;
 mod components;
+mod demo;
 mod preview;
 mod queue;
 mod state;
@@ -30,6 +31,7 @@ use tokio::sync::mpsc;
 use crate::app::{App, AppMsg};
 use crate::state::AppState;
 use crate::worker::fake::{FakeWorker, wall_clock};
+use crate::worker::sdk::SdkWorker;
 use crate::worker::{TransportChoice, Worker};
 
 /// How often the clock ticks (typing indicators and notices expire on it).
@@ -62,6 +64,11 @@ struct Cli {
     /// sixel, iTerm2), or always half blocks.
     #[arg(long, global = true, value_enum, default_value_t = Images::Auto)]
     images: Images,
+
+    /// The relay's CA certificate (PEM), for registering from the terminal
+    /// app's first-run screen (the `register` command has its own --ca).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
 
     /// Run the interactive app on an in-process fake network (development).
     #[arg(long, hide = true)]
@@ -235,11 +242,28 @@ fn main() -> anyhow::Result<()> {
         if cli.fake {
             return rt.block_on(run_fake(transport, cli.images, offset));
         }
-        bail!(
-            "the terminal app on a real relay is not wired yet (the SDK adapter is pending): \
-             use the commands (`spider --help`), or `spider --fake` to try the interface on a \
-             simulated network"
-        );
+        let dir = cli
+            .profile
+            .clone()
+            .context("give --profile DIR (an existing profile, or where to create one)")?;
+        // Unlock before the app takes the terminal: the prompt needs it.
+        let profile = if dir.join("conf").exists() || dir.join("db").exists() {
+            Some(cli::open_profile(&dir)?.profile)
+        } else {
+            None
+        };
+        let sdk = SdkWorker {
+            dir,
+            profile,
+            ca: cli.ca.clone(),
+            transport,
+        };
+        return rt.block_on(run_app(
+            cli.images,
+            offset,
+            "127.0.0.1:4433",
+            |requests, events| sdk.spawn(requests, events),
+        ));
     };
     let profile = || {
         cli.profile
@@ -283,8 +307,43 @@ fn main() -> anyhow::Result<()> {
                  (encrypted profiles) yet"
             )
         }
-        Command::Demo => bail!("demo: not available yet"),
+        Command::Demo => run_demo(&rt, transport, cli.images, offset),
     }
+}
+
+/// `spider demo`.
+fn run_demo(
+    rt: &tokio::runtime::Runtime,
+    transport: TransportChoice,
+    images: Images,
+    offset: time::UtcOffset,
+) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir().context("making a temporary directory")?;
+    eprintln!("spider demo: starting a relay in {}", tmp.path().display());
+    let relay = demo::start_relay(tmp.path())?;
+    let me = tmp.path().join("you");
+    rt.block_on(async {
+        let bot = demo::start_bot(&relay).await?;
+        demo::start_user(&me, &relay, transport).await?;
+        let profile = cli::open_profile(&me)?.profile;
+        let sdk = SdkWorker {
+            dir: me.clone(),
+            profile: Some(profile),
+            ca: Some(relay.ca.clone()),
+            transport,
+        };
+        let r = run_app(
+            images,
+            offset,
+            &relay.addr.to_string(),
+            |requests, events| sdk.spawn(requests, events),
+        )
+        .await;
+        bot.abort();
+        r
+    })?;
+    drop(relay);
+    Ok(())
 }
 
 async fn run_fake(
@@ -292,9 +351,25 @@ async fn run_fake(
     images: Images,
     offset: time::UtcOffset,
 ) -> anyhow::Result<()> {
+    run_app(images, offset, "relay.example:443", |requests, events| {
+        FakeWorker::new(transport).spawn(requests, events)
+    })
+    .await
+}
+
+/// Runs the terminal app on the worker that `spawn` starts.
+async fn run_app(
+    images: Images,
+    offset: time::UtcOffset,
+    relay_hint: &str,
+    spawn: impl FnOnce(
+        mpsc::UnboundedReceiver<worker::Request>,
+        mpsc::UnboundedSender<worker::WorkerEvent>,
+    ) -> tokio::task::JoinHandle<()>,
+) -> anyhow::Result<()> {
     let (worker, requests) = Worker::channel();
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
-    let _task = FakeWorker::new(transport).spawn(requests, events_tx);
+    let _task = spawn(requests, events_tx);
     let (tx, mut rx) = mpsc::unbounded_channel::<AppMsg>();
 
     let mut tui = terminal::Tui::enter().context("entering the terminal's interactive mode")?;
@@ -334,7 +409,7 @@ async fn run_fake(
 
     let mut state = AppState::new(wall_clock(), offset);
     state.graphics = graphics;
-    let mut app = App::new(state, worker, tx, "relay.example:443");
+    let mut app = App::new(state, worker, tx, relay_hint);
     let size = tui.terminal.size().context("reading the terminal size")?;
     app.event(&event::Event::Resize(size.width, size.height));
     loop {

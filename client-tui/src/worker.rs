@@ -25,6 +25,7 @@
 //! ```
 
 pub(crate) mod fake;
+pub(crate) mod sdk;
 
 use std::path::PathBuf;
 
