@@ -4,8 +4,9 @@
 //! (conventions §5): [`state`] is plain data changed only by worker events,
 //! request outcomes and the clock; [`components`] react to keys and draw
 //! from `&self`; they talk through the [`queue`]; [`app`] wires them to the
-//! [`worker`], the one seam to the network. Until the SDK adapter lands,
-//! `spider --fake` runs the app on an in-process fake network.
+//! [`worker`], the one seam to the network: [`worker::sdk`] on the real SDK,
+//! or `spider --fake` on an in-process fake network. [`cli`] holds the
+//! non-interactive commands, [`demo`] `spider demo`.
 
 mod app;
 mod cli;
@@ -227,7 +228,19 @@ enum Images {
     Halfblocks,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The chain of causes, without a backtrace even if
+            // RUST_BACKTRACE is set: these are user-facing errors.
+            eprintln!("spider: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // Read the local time zone before any thread starts: the `time` crate
     // refuses to (soundly) read it from a multi-threaded process.
