@@ -489,3 +489,111 @@ impl Running {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use spider_relay::config::Config;
+
+    use super::*;
+    use crate::worker::{Worker, await_reply};
+
+    const PATIENCE: Duration = Duration::from_secs(60);
+
+    async fn next(rx: &mut mpsc::UnboundedReceiver<WorkerEvent>) -> WorkerEvent {
+        tokio::time::timeout(PATIENCE, rx.recv())
+            .await
+            .expect("no worker event")
+            .expect("worker stopped")
+    }
+
+    /// Two adapters on a relay in this process: first-run registration,
+    /// a text one way (Pending, then Sent), received by the other side
+    /// with the sender's name, and the answer back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_adapters_register_and_chat_through_a_real_relay() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = spider_relay::server::start(Config::for_tests(dir.path().join("relay")))
+            .await
+            .unwrap();
+        let ca = relay.ca_pem.clone().unwrap();
+        let server = relay.quic_addr.to_string();
+
+        let mut sides = Vec::new();
+        for name in ["alice", "bob"] {
+            let (worker, requests) = Worker::channel();
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            let _task = SdkWorker {
+                dir: dir.path().join(name),
+                profile: None,
+                ca: Some(ca.clone()),
+                transport: TransportChoice::Quic,
+            }
+            .spawn(requests, tx);
+            assert_eq!(next(&mut rx).await, WorkerEvent::Ready { account: None });
+            let account =
+                await_reply(worker.register(server.clone(), Username::parse(name).unwrap()))
+                    .await
+                    .unwrap();
+            assert_eq!(account.name.as_str(), name);
+            sides.push((worker, rx, account));
+        }
+        let (bob_worker, mut bob_rx, bob) = sides.pop().unwrap();
+        let (alice_worker, mut alice_rx, alice) = sides.pop().unwrap();
+
+        // Alice does not know bob yet: the app says so.
+        assert!(
+            await_reply(alice_worker.open_direct(bob.name.clone()))
+                .await
+                .is_err()
+        );
+        let sent =
+            await_reply(alice_worker.send_text(ConversationId::Direct(bob.id), "hi bob".into()))
+                .await
+                .unwrap();
+        assert_eq!(sent.delivery, Delivery::Pending);
+        loop {
+            if let WorkerEvent::DeliveryChanged {
+                message, delivery, ..
+            } = next(&mut alice_rx).await
+                && message == sent.id
+            {
+                assert_eq!(delivery, Delivery::Sent);
+                break;
+            }
+        }
+        let got = loop {
+            if let WorkerEvent::MessageReceived {
+                conversation,
+                message,
+            } = next(&mut bob_rx).await
+            {
+                assert_eq!(conversation, ConversationId::Direct(alice.id));
+                break message;
+            }
+        };
+        assert_eq!(got.id, sent.id);
+        assert_eq!(got.from.as_str(), "alice");
+        assert_eq!(got.body, MessageBody::Text("hi bob".into()));
+
+        // Bob learned alice's name: he can open the chat and answer.
+        let c = await_reply(bob_worker.open_direct(alice.name.clone()))
+            .await
+            .unwrap();
+        assert_eq!(c.id, alice.id);
+        await_reply(bob_worker.send_text(ConversationId::Direct(alice.id), "hi alice".into()))
+            .await
+            .unwrap();
+        loop {
+            if let WorkerEvent::MessageReceived { message, .. } = next(&mut alice_rx).await {
+                assert_eq!(message.body, MessageBody::Text("hi alice".into()));
+                assert_eq!(message.from.as_str(), "bob");
+                break;
+            }
+        }
+        drop(alice_worker);
+        drop(bob_worker);
+        relay.shutdown().await.unwrap();
+    }
+}
