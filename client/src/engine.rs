@@ -288,6 +288,8 @@ enum Pending {
     OwnLookup,
     /// The name of someone who wrote to us without being a contact.
     NameLookup(UserId),
+    /// An account the application asked about by name.
+    UserLookup,
     Lookup {
         job: MessageId,
         leg: usize,
@@ -572,7 +574,8 @@ impl<S: ProfileStore> Engine<S> {
                         self.resolve_name(job, info.user)?;
                         self.advance(job, now);
                     }
-                    Some(Pending::OwnLookup | Pending::NameLookup(_)) | None => {}
+                    Some(Pending::OwnLookup | Pending::NameLookup(_) | Pending::UserLookup)
+                    | None => {}
                     Some(_) => return Err(ClientError::Protocol("mismatched reply")),
                 }
                 Ok(())
@@ -1097,6 +1100,24 @@ impl<S: ProfileStore> Engine<S> {
             self.pump(now);
         }
         Ok(id)
+    }
+
+    /// Looks an account up by name: [`Event::ContactUpdated`] follows (and
+    /// the account is saved as a contact), or an [`Event::Error`] with the
+    /// relay's code (`UNKNOWN_USER`) and no message id.
+    ///
+    /// # Errors
+    /// [`ClientError::Transport`] when not connected (nothing is queued).
+    pub fn lookup_user(&mut self, name: Username) -> Result<(), ClientError> {
+        if !self.is_ready() {
+            return Err(ClientError::Transport("not connected".into()));
+        }
+        let req = self.req(Pending::UserLookup);
+        self.transmit.push_back(ClientFrame::LookupUser(LookupUser {
+            req,
+            who: UserRef::Name(name),
+        }));
+        Ok(())
     }
 
     /// Creates a room named `name`; [`Event::RoomChanged`] follows.

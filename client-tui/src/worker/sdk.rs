@@ -2,7 +2,8 @@
 //! [`Client`], answers the app's [`Request`]s and turns SDK events into
 //! [`WorkerEvent`]s.
 //!
-//! Status: 1:1 texts (sending, receiving, Sent/Delivered/Read), presence,
+//! Status: 1:1 texts (sending, receiving, Sent/Delivered/Read), `/msg` by
+//! name (an SDK lookup), presence,
 //! typing notices, connection state, identity changes and first-run
 //! registration work. Requests the SDK or the relay cannot serve yet (rooms,
 //! files, links, profiles, search, in-app safety numbers while connected)
@@ -12,10 +13,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use spider_client::content::{Body, ReceiptKind};
-use spider_client::engine::Event;
+use spider_client::engine::{ClientError, Event};
 use spider_client::keystore::{KdfParams, Passphrase};
 use spider_client::profile::{Account as SdkAccount, Profile, os_rng};
 use spider_client::store::SledStore;
+use spider_protocol::error::ErrorCode;
 use spider_protocol::ids::{MessageId, RoomId, Timestamp, UserId};
 use spider_protocol::message::Presence;
 use spider_protocol::name::Username;
@@ -24,8 +26,8 @@ use tokio::task::JoinHandle;
 
 use super::fake::wall_clock;
 use super::{
-    Account, ChatMessage, ConnectionState, Contact, ConversationId, Delivery, MessageBody, Request,
-    Transport, TransportChoice, WorkerError, WorkerEvent,
+    Account, ChatMessage, ConnectionState, Contact, ConversationId, Delivery, MessageBody, ReplyTo,
+    Request, Transport, TransportChoice, WorkerError, WorkerEvent,
 };
 use crate::cli::{self, CliConfig, Session};
 
@@ -49,6 +51,8 @@ struct Running {
     sent: HashMap<MessageId, ConversationId>,
     /// Messages from accounts whose name is being looked up.
     held: Vec<(UserId, ConversationId, ChatMessage)>,
+    /// `open_direct` requests waiting for the relay's lookup.
+    opening: Vec<(Username, ReplyTo<Contact>)>,
 }
 
 fn unsupported(what: &str) -> WorkerError {
@@ -224,6 +228,7 @@ impl SdkWorker {
             names,
             sent: HashMap::new(),
             held: Vec::new(),
+            opening: Vec::new(),
         })
     }
 
@@ -338,11 +343,17 @@ impl Running {
                     .iter()
                     .find(|(_, n)| **n == user)
                     .map(|(id, n)| contact(*id, n.clone()));
-                let _ = reply.send(found.ok_or_else(|| {
-                    WorkerError::Other(format!(
-                        "{user} is not a contact yet: `spider send {user} TEXT` first (lookups from the app are not wired yet)"
-                    ))
-                }));
+                match found {
+                    Some(c) => {
+                        let _ = reply.send(Ok(c));
+                    }
+                    None => match client.lookup_user(user.clone()).await {
+                        Ok(()) => self.opening.push((user, reply)),
+                        Err(_) => {
+                            let _ = reply.send(Err(WorkerError::Offline));
+                        }
+                    },
+                }
             }
             Request::MarkRead {
                 conversation,
@@ -384,10 +395,20 @@ impl Running {
                 }))
             }
             Event::Disconnected => {
+                for (_, reply) in self.opening.drain(..) {
+                    let _ = reply.send(Err(WorkerError::Offline));
+                }
                 out.push(WorkerEvent::Connection(ConnectionState::Reconnecting {
                     attempt: 1,
                     retry_in_ms: 0,
-                }))
+                }));
+            }
+            Event::Error(ClientError::Relay {
+                code,
+                message: None,
+            }) if code == ErrorCode::UNKNOWN_USER && !self.opening.is_empty() => {
+                let (name, reply) = self.opening.remove(0);
+                let _ = reply.send(Err(WorkerError::NoSuchUser(name)));
             }
             Event::MessageReceived {
                 id,
@@ -428,6 +449,13 @@ impl Running {
             Event::ContactUpdated { user, username } => {
                 let new = !self.names.contains_key(&user);
                 self.names.insert(user, username.clone());
+                let (answer, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.opening)
+                    .into_iter()
+                    .partition(|(n, _)| *n == username);
+                self.opening = keep;
+                for (_, reply) in answer {
+                    let _ = reply.send(Ok(contact(user, username.clone())));
+                }
                 if new && user != self.session.me {
                     out.push(WorkerEvent::ContactChanged(contact(user, username.clone())));
                 }
@@ -542,11 +570,14 @@ mod tests {
         let (bob_worker, mut bob_rx, bob) = sides.pop().unwrap();
         let (alice_worker, mut alice_rx, alice) = sides.pop().unwrap();
 
-        // Alice does not know bob yet: the app says so.
-        assert!(
-            await_reply(alice_worker.open_direct(bob.name.clone()))
-                .await
-                .is_err()
+        // Alice looks bob up by name; a name nobody has is refused.
+        let c = await_reply(alice_worker.open_direct(bob.name.clone()))
+            .await
+            .unwrap();
+        assert_eq!(c.id, bob.id);
+        assert_eq!(
+            await_reply(alice_worker.open_direct(Username::parse("nobody").unwrap())).await,
+            Err(WorkerError::NoSuchUser(Username::parse("nobody").unwrap()))
         );
         let sent =
             await_reply(alice_worker.send_text(ConversationId::Direct(bob.id), "hi bob".into()))
