@@ -10,7 +10,7 @@
 //! here, so that the worker speaks the app's language.
 //!
 //! Two workers exist: [`fake::FakeWorker`], in process and deterministic, for
-//! tests and `spider --fake`; and (later) a thin adapter over the
+//! tests and `spider --fake`; and [`sdk::SdkWorker`], the adapter over the
 //! `spider-client` SDK. An adapter only has to:
 //! 1. read [`Request`]s from the receiver given by [`Worker::channel`] and
 //!    answer each through its `reply` sender;
@@ -25,6 +25,7 @@
 //! ```
 
 pub(crate) mod fake;
+pub(crate) mod sdk;
 
 use std::path::PathBuf;
 

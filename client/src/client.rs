@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand_core::Rng as _;
 use spider_protocol::ids::{MessageId, RoomId, UserId};
-use spider_protocol::name::RoomName;
+use spider_protocol::name::{RoomName, Username};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -87,6 +87,7 @@ enum Command {
     SendRoom(RoomId, String, Reply<MessageId>),
     Receipt(UserId, ReceiptKind, Vec<MessageId>, Reply<MessageId>),
     Typing(UserId, bool, Reply<bool>),
+    Lookup(Username, Reply<()>),
     CreateRoom(RoomName, Reply<()>),
     Invite(RoomId, UserId, Reply<()>),
     Accept(RoomId, Reply<()>),
@@ -183,6 +184,15 @@ impl Client {
         self.ask(|r| Command::Typing(to, started, r)).await
     }
 
+    /// Looks an account up by name (see [`Engine::lookup_user`]): its
+    /// answer is an [`Event::ContactUpdated`] or an [`Event::Error`].
+    ///
+    /// # Errors
+    /// [`DriverError`]; not connected.
+    pub async fn lookup_user(&self, name: Username) -> Result<(), DriverError> {
+        self.ask(|r| Command::Lookup(name, r)).await
+    }
+
     /// Creates a room.
     ///
     /// # Errors
@@ -237,6 +247,9 @@ fn command<S: ProfileStore>(engine: &mut Engine<S>, c: Command) -> bool {
         }
         Command::Typing(to, started, r) => {
             let _ = r.send(engine.send_typing(to, started, now));
+        }
+        Command::Lookup(name, r) => {
+            let _ = r.send(engine.lookup_user(name));
         }
         Command::CreateRoom(name, r) => {
             let _ = r.send(engine.create_room(name, now));

@@ -165,6 +165,14 @@ pub enum Event {
         /// Now.
         presence: Presence,
     },
+    /// An account was looked up (a first message from someone unknown, or
+    /// a send by name): its name and devices are now in the profile.
+    ContactUpdated {
+        /// The account.
+        user: UserId,
+        /// Its name.
+        username: Username,
+    },
     /// The relay is shutting down: reconnect after the delay.
     Drain {
         /// Milliseconds to wait.
@@ -278,6 +286,10 @@ enum Pending {
     Auth,
     Quiet,
     OwnLookup,
+    /// The name of someone who wrote to us without being a contact.
+    NameLookup(UserId),
+    /// An account the application asked about by name.
+    UserLookup,
     Lookup {
         job: MessageId,
         leg: usize,
@@ -544,6 +556,10 @@ impl<S: ProfileStore> Engine<S> {
                 for d in info.devices.iter() {
                     self.note_identity(info.user, d.device, &d.identity)?;
                 }
+                self.events.push_back(Event::ContactUpdated {
+                    user: info.user,
+                    username: info.username.clone(),
+                });
                 match self.pending.remove(&info.req) {
                     Some(Pending::Lookup { job, leg }) => {
                         if let Some(Job {
@@ -558,7 +574,8 @@ impl<S: ProfileStore> Engine<S> {
                         self.resolve_name(job, info.user)?;
                         self.advance(job, now);
                     }
-                    Some(Pending::OwnLookup) | None => {}
+                    Some(Pending::OwnLookup | Pending::NameLookup(_) | Pending::UserLookup)
+                    | None => {}
                     Some(_) => return Err(ClientError::Protocol("mismatched reply")),
                 }
                 Ok(())
@@ -1083,6 +1100,24 @@ impl<S: ProfileStore> Engine<S> {
             self.pump(now);
         }
         Ok(id)
+    }
+
+    /// Looks an account up by name: [`Event::ContactUpdated`] follows (and
+    /// the account is saved as a contact), or an [`Event::Error`] with the
+    /// relay's code (`UNKNOWN_USER`) and no message id.
+    ///
+    /// # Errors
+    /// [`ClientError::Transport`] when not connected (nothing is queued).
+    pub fn lookup_user(&mut self, name: Username) -> Result<(), ClientError> {
+        if !self.is_ready() {
+            return Err(ClientError::Transport("not connected".into()));
+        }
+        let req = self.req(Pending::UserLookup);
+        self.transmit.push_back(ClientFrame::LookupUser(LookupUser {
+            req,
+            who: UserRef::Name(name),
+        }));
+        Ok(())
     }
 
     /// Creates a room named `name`; [`Event::RoomChanged`] follows.
@@ -1956,6 +1991,20 @@ impl<S: ProfileStore> Engine<S> {
                     content: content.encode()?.to_vec(),
                 })?;
                 let _ = now;
+                // Someone new: learn their name (Event::ContactUpdated).
+                if from.user != me.0
+                    && self.profile.contact(&from.user)?.is_none()
+                    && !self
+                        .pending
+                        .values()
+                        .any(|p| matches!(p, Pending::NameLookup(u) if *u == from.user))
+                {
+                    let r = self.req(Pending::NameLookup(from.user));
+                    self.transmit.push_back(ClientFrame::LookupUser(LookupUser {
+                        req: r,
+                        who: UserRef::Id(from.user),
+                    }));
+                }
                 let sent_at = content.header.sent_at;
                 self.events.push_back(Event::MessageReceived {
                     id,

@@ -1,3 +1,3 @@
-//! End-to-end tests across Spider's crates: relays, clients, cluster, balancer.
-//!
-//! This crate has no code yet; its issue fills it in.
+//! End-to-end tests across Spider's crates: a relay in process and SDK
+//! clients (tests/messaging.rs), and the `spider` CLI as processes against
+//! it (tests/cli.rs). The code is all under `tests/`.

@@ -1,0 +1,919 @@
+//! The non-interactive subcommands: `register`, `send`, `recv`, `room`,
+//! `contacts`, `safety`, `verify`, `profile set`, `send-file`.
+//!
+//! Each opens the profile, starts the SDK's [`Client`] for as long as the
+//! command needs the relay, and stops it again. The profile remembers the
+//! relay address and CA path (under the encrypted key `cli/config`), so
+//! every command after `register` needs only `--profile`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use serde::{Deserialize, Serialize};
+use spider_client::client::{Backoff, Client, ClientConfig};
+use spider_client::content::Body;
+use spider_client::engine::{ClientError, Engine, Event};
+use spider_client::keystore::{KdfParams, KeystoreError, Passphrase};
+use spider_client::profile::{Account, Profile, ProfileError, os_rng};
+use spider_client::store::SledStore;
+use spider_client::transport::{RelayTarget, TransportChoice as SdkTransport};
+use spider_protocol::error::ErrorCode;
+use spider_protocol::ids::{MessageId, RoomId, UserId};
+use spider_protocol::message::Presence;
+use spider_protocol::name::{RoomName, Username};
+use tokio::sync::mpsc;
+
+use crate::worker::TransportChoice;
+
+/// Encrypted profile record holding what the CLI needs to reach the relay.
+const K_CONFIG: &[u8] = b"cli/config";
+/// Ids of messages `recv` has already printed.
+const K_PRINTED: &[u8] = b"cli/printed";
+/// Accounts whose safety number the user marked verified.
+const K_VERIFIED: &[u8] = b"cli/verified";
+/// How many printed ids `recv` remembers.
+const MAX_PRINTED: usize = 20_000;
+
+/// Long enough for a relay that is restarting; only there so that a command
+/// against a relay that is down ends instead of retrying for ever.
+pub(crate) const CONNECT_PATIENCE: Duration = Duration::from_secs(20);
+/// How long a command waits for the relay to answer a request.
+const REQUEST_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Where the relay is, as stored in the profile.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct CliConfig {
+    /// `host:port`.
+    pub(crate) server: String,
+    /// The relay CA certificate (PEM), absolute path.
+    pub(crate) ca: PathBuf,
+}
+
+/// The SDK's transport choice for the CLI's `--transport`.
+pub(crate) fn sdk_transport(t: TransportChoice) -> SdkTransport {
+    match t {
+        TransportChoice::Auto => SdkTransport::Auto,
+        TransportChoice::Quic => SdkTransport::Quic,
+        TransportChoice::Ws => SdkTransport::WebSocket,
+    }
+}
+
+/// The relay name to expect for `server` (`host:port`): the host, except
+/// that a loopback or other IP address means the development relay's
+/// default name, `localhost`.
+pub(crate) fn default_relay_name(server: &str) -> String {
+    let host = match server.rsplit_once(':') {
+        Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']'),
+        None => server,
+    };
+    if host.parse::<std::net::IpAddr>().is_ok() || host.is_empty() {
+        "localhost".to_owned()
+    } else {
+        host.to_owned()
+    }
+}
+
+fn copy_passphrase(p: &Passphrase) -> Passphrase {
+    match p {
+        Passphrase::None => Passphrase::None,
+        Passphrase::Secret(s) => Passphrase::new(s.as_str()),
+    }
+}
+
+/// Reads a line from the terminal without echo.
+fn prompt_secret(prompt: &str) -> anyhow::Result<String> {
+    use ratatui::crossterm::event::{
+        self, Event as TermEvent, KeyCode, KeyEventKind, KeyModifiers,
+    };
+    use ratatui::crossterm::terminal;
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    terminal::enable_raw_mode()
+        .context("reading the passphrase needs a terminal; set SPIDER_PASSPHRASE")?;
+    let mut s = String::new();
+    let result = loop {
+        match event::read() {
+            Ok(TermEvent::Key(k)) if k.kind != KeyEventKind::Release => match k.code {
+                KeyCode::Enter => break Ok(()),
+                KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => {
+                    break Err(anyhow!("interrupted"));
+                }
+                KeyCode::Char(c) => s.push(c),
+                KeyCode::Backspace => {
+                    s.pop();
+                }
+                _ => {}
+            },
+            Ok(_) => {}
+            Err(e) => break Err(e.into()),
+        }
+    };
+    let _ = terminal::disable_raw_mode();
+    eprintln!();
+    result.map(|()| s)
+}
+
+/// An open profile and how it was unlocked (to open it again).
+pub(crate) struct Opened {
+    pub(crate) profile: Profile<SledStore>,
+    pub(crate) passphrase: Passphrase,
+}
+
+/// Opens the profile in `dir`: passphrase from `SPIDER_PASSPHRASE`, none,
+/// or a prompt.
+pub(crate) fn open_profile(dir: &Path) -> anyhow::Result<Opened> {
+    if !dir.join("conf").exists() && !dir.join("db").exists() {
+        bail!(
+            "no profile in {}: create one with `spider --profile {} register ...`",
+            dir.display(),
+            dir.display()
+        );
+    }
+    let attempt = |p: &Passphrase| Profile::open_dir(dir, p, os_rng());
+    let mut pass = match std::env::var("SPIDER_PASSPHRASE") {
+        Ok(p) => Passphrase::new(p),
+        Err(_) => Passphrase::None,
+    };
+    loop {
+        match attempt(&pass) {
+            Ok(profile) => {
+                return Ok(Opened {
+                    profile,
+                    passphrase: pass,
+                });
+            }
+            Err(ProfileError::Keystore(KeystoreError::NotPassphraseProtected))
+                if !matches!(pass, Passphrase::None) =>
+            {
+                pass = Passphrase::None;
+            }
+            Err(ProfileError::Keystore(KeystoreError::PassphraseRequired)) => {
+                pass = Passphrase::new(prompt_secret("passphrase: ")?);
+            }
+            Err(e) => {
+                return Err(anyhow!(e).context(format!("opening the profile {}", dir.display())));
+            }
+        }
+    }
+}
+
+fn cli_config(profile: &Profile<SledStore>) -> anyhow::Result<CliConfig> {
+    profile.get::<CliConfig>(K_CONFIG)?.ok_or_else(|| {
+        anyhow!("this profile has no relay address; it was not made by `spider register`")
+    })
+}
+
+/// A running SDK client, signed in.
+pub(crate) struct Session {
+    pub(crate) client: Client,
+    pub(crate) events: mpsc::Receiver<Event>,
+    pub(crate) me: UserId,
+}
+
+/// Starts the SDK client on `profile` and waits until it is signed in
+/// (registering first if the profile has no account yet).
+pub(crate) async fn start(
+    profile: Profile<SledStore>,
+    cfg: &CliConfig,
+    transport: TransportChoice,
+) -> anyhow::Result<Session> {
+    let account = profile.account()?;
+    let ca_pem = std::fs::read(&cfg.ca)
+        .with_context(|| format!("reading the relay CA {}", cfg.ca.display()))?;
+    let engine = Engine::new(profile, os_rng());
+    let config = ClientConfig {
+        target: RelayTarget {
+            addr: cfg.server.clone(),
+            server_name: account.relay_name.clone(),
+            ca_pem,
+        },
+        transport: sdk_transport(transport),
+        backoff: Backoff {
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(5),
+        },
+    };
+    let (client, mut events) = Client::spawn(engine, config);
+    let mut last: Option<ClientError> = None;
+    let deadline = tokio::time::sleep(CONNECT_PATIENCE);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            () = &mut deadline => {
+                client.shutdown().await;
+                let why = last.map_or_else(|| "no answer".to_owned(), |e| e.to_string());
+                bail!("could not sign in to the relay at {} within {}s: {why}", cfg.server, CONNECT_PATIENCE.as_secs());
+            }
+            e = events.recv() => match e {
+                Some(Event::Connected { user, .. }) => {
+                    return Ok(Session { client, events, me: user });
+                }
+                Some(Event::Error(e @ (ClientError::Relay { .. } | ClientError::WrongRelay | ClientError::Keystore(_)))) => {
+                    client.shutdown().await;
+                    return Err(anyhow!(e).context(format!("signing in to {}", cfg.server)));
+                }
+                Some(Event::Error(e)) => last = Some(e),
+                Some(_) => {}
+                None => bail!("the client stopped"),
+            }
+        }
+    }
+}
+
+/// `spider register`.
+pub(crate) async fn register(
+    dir: &Path,
+    server: String,
+    ca: &Path,
+    username: &str,
+    relay_name: Option<String>,
+    no_passphrase: bool,
+    transport: TransportChoice,
+) -> anyhow::Result<()> {
+    let username =
+        Username::parse(username).map_err(|e| anyhow!("invalid username {username:?}: {e}"))?;
+    let ca = std::fs::canonicalize(ca)
+        .with_context(|| format!("reading the relay CA {}", ca.display()))?;
+    if dir.join("conf").exists() || dir.join("db").exists() {
+        bail!("{} already holds a profile", dir.display());
+    }
+    let pass = if no_passphrase {
+        Passphrase::None
+    } else if let Ok(p) = std::env::var("SPIDER_PASSPHRASE") {
+        Passphrase::new(p)
+    } else {
+        let a = prompt_secret("new passphrase: ")?;
+        let b = prompt_secret("again: ")?;
+        if a != b {
+            bail!("the passphrases differ");
+        }
+        if a.is_empty() {
+            bail!("empty passphrase: use --no-passphrase to store the keys unprotected");
+        }
+        Passphrase::new(a)
+    };
+    let relay_name = relay_name.unwrap_or_else(|| default_relay_name(&server));
+    let created = !dir.exists();
+    let result = async {
+        let mut profile = Profile::create_dir(
+            dir,
+            &pass,
+            KdfParams::RECOMMENDED,
+            Account {
+                relay_name,
+                username: username.clone(),
+                user: None,
+                device: None,
+            },
+            os_rng(),
+        )?;
+        let cfg = CliConfig { server, ca };
+        profile.put(K_CONFIG, &cfg)?;
+        profile.flush()?;
+        let s = start(profile, &cfg, transport).await?;
+        s.client.shutdown().await;
+        anyhow::Ok(s.me)
+    }
+    .await;
+    match result {
+        Ok(me) => {
+            println!("registered {username} ({me}) in {}", dir.display());
+            Ok(())
+        }
+        Err(e) => {
+            if created {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Where `send` goes: `@user` or `#room`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Dest {
+    /// A person.
+    User(Username),
+    /// A room, by name.
+    Room(String),
+}
+
+/// Parses `@user`, `#room`, or a bare username.
+pub(crate) fn parse_dest(s: &str) -> anyhow::Result<Dest> {
+    if let Some(room) = s.strip_prefix('#') {
+        if room.is_empty() {
+            bail!("empty room name");
+        }
+        return Ok(Dest::Room(room.to_owned()));
+    }
+    let name = s.strip_prefix('@').unwrap_or(s);
+    Ok(Dest::User(parse_user(name)?))
+}
+
+fn parse_user(s: &str) -> anyhow::Result<Username> {
+    let name = s.strip_prefix('@').unwrap_or(s);
+    Username::parse(name).map_err(|e| anyhow!("invalid username {name:?}: {e}"))
+}
+
+fn find_room(profile: &Profile<SledStore>, name: &str) -> anyhow::Result<RoomId> {
+    let name = name.strip_prefix('#').unwrap_or(name);
+    profile
+        .rooms()?
+        .into_iter()
+        .find(|r| r.joined && r.name == name)
+        .map(|r| r.room)
+        .ok_or_else(|| {
+            anyhow!("you are not in a room named #{name} (see `spider room create` / `room join`)")
+        })
+}
+
+fn find_contact(profile: &Profile<SledStore>, user: &Username) -> anyhow::Result<UserId> {
+    profile
+        .contact_by_name(user)?
+        .map(|c| c.user)
+        .ok_or_else(|| anyhow!("{user} is not among your contacts yet: send them a message first"))
+}
+
+/// Waits until the relay acknowledges message `id` (or refuses it).
+async fn wait_sent(s: &mut Session, id: MessageId) -> anyhow::Result<()> {
+    let deadline = tokio::time::sleep(REQUEST_PATIENCE);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            () = &mut deadline => bail!("the relay has not acknowledged the message within {}s; it stays in the outbox and goes out with the next command", REQUEST_PATIENCE.as_secs()),
+            e = s.events.recv() => match e {
+                Some(Event::Sent { id: sent }) if sent == id => return Ok(()),
+                Some(Event::Error(ClientError::Relay { code, message: Some(m) })) if m == id => {
+                    bail!("the relay refused the message: {code}{}", hint(code))
+                }
+                Some(Event::Error(e)) => eprintln!("warning: {e}"),
+                Some(_) => {}
+                None => bail!("the client stopped"),
+            }
+        }
+    }
+}
+
+fn hint(code: ErrorCode) -> &'static str {
+    if code == ErrorCode::INTERNAL {
+        " (this relay may not serve that request yet)"
+    } else if code == ErrorCode::UNKNOWN_RECIPIENT {
+        " (no such account)"
+    } else {
+        ""
+    }
+}
+
+/// `spider send`.
+pub(crate) async fn send(
+    dir: &Path,
+    to: &str,
+    text: &str,
+    transport: TransportChoice,
+) -> anyhow::Result<()> {
+    let dest = parse_dest(to)?;
+    let opened = open_profile(dir)?;
+    let cfg = cli_config(&opened.profile)?;
+    let room = match &dest {
+        Dest::Room(r) => Some(find_room(&opened.profile, r)?),
+        Dest::User(_) => None,
+    };
+    let mut s = start(opened.profile, &cfg, transport).await?;
+    let result = async {
+        let id = match (&dest, room) {
+            (_, Some(room)) => s.client.send_room_text(room, text).await?,
+            (Dest::User(u), _) => s.client.send_text(u.clone(), text).await?,
+            (Dest::Room(_), None) => bail!("no room"),
+        };
+        wait_sent(&mut s, id).await?;
+        anyhow::Ok(id)
+    }
+    .await;
+    s.client.shutdown().await;
+    let id = result?;
+    eprintln!("sent {id} to {to}");
+    Ok(())
+}
+
+/// `spider send-file`: needs relay blobs, which this relay does not serve.
+pub(crate) fn send_file(to: &str, path: &Path) -> anyhow::Result<()> {
+    parse_dest(to)?;
+    std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    bail!(
+        "attachments need relay blob support (not served by this relay yet, and the SDK has no \
+         upload until it is): {} was not sent",
+        path.display()
+    )
+}
+
+/// One received message, as `recv --json` prints it.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct Received {
+    /// The message id (hex).
+    pub(crate) id: String,
+    /// The sender's username, or their account id (hex) if not known yet.
+    pub(crate) from: String,
+    /// The sender's account id (hex).
+    pub(crate) from_id: String,
+    /// The room's name (or id, hex) for a room message; null for 1:1.
+    pub(crate) room: Option<String>,
+    /// The text; null for an attachment.
+    pub(crate) text: Option<String>,
+    /// The attachment's name, type and size; null for a text.
+    pub(crate) attachment: Option<AttachmentInfo>,
+    /// The sender's clock, milliseconds since the Unix epoch.
+    pub(crate) sent_at: u64,
+}
+
+/// An attachment as `recv --json` describes it.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct AttachmentInfo {
+    /// File name as the sender gave it.
+    pub(crate) name: String,
+    /// Media type.
+    pub(crate) media_type: String,
+    /// Size in bytes.
+    pub(crate) size: u64,
+}
+
+struct Names {
+    users: HashMap<UserId, String>,
+    rooms: HashMap<RoomId, String>,
+}
+
+impl Names {
+    fn load(profile: &Profile<SledStore>) -> anyhow::Result<Self> {
+        Ok(Self {
+            users: profile
+                .contacts()?
+                .into_iter()
+                .map(|c| (c.user, c.username.as_str().to_owned()))
+                .collect(),
+            rooms: profile
+                .rooms()?
+                .into_iter()
+                .map(|r| (r.room, r.name))
+                .collect(),
+        })
+    }
+}
+
+fn received(
+    names: &Names,
+    id: MessageId,
+    from: UserId,
+    room: Option<RoomId>,
+    body: &Body,
+    sent_at: u64,
+) -> Option<Received> {
+    let (text, attachment) = match body {
+        Body::Text { body } => (Some(body.clone()), None),
+        Body::Attachment {
+            file_name,
+            media_type,
+            size,
+            ..
+        } => (
+            None,
+            Some(AttachmentInfo {
+                name: file_name.clone(),
+                media_type: media_type.clone(),
+                size: *size,
+            }),
+        ),
+        _ => return None,
+    };
+    Some(Received {
+        id: id.to_hex(),
+        from: names
+            .users
+            .get(&from)
+            .cloned()
+            .unwrap_or_else(|| from.to_hex()),
+        from_id: from.to_hex(),
+        room: room.map(|r| names.rooms.get(&r).cloned().unwrap_or_else(|| r.to_hex())),
+        text,
+        attachment,
+        sent_at,
+    })
+}
+
+fn print_received(r: &Received, json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer(&mut out, r)?;
+        writeln!(out)?;
+    } else {
+        let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(r.sent_at) * 1_000_000)
+            .ok()
+            .map(|t| {
+                format!(
+                    "{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z",
+                    t.year(),
+                    u8::from(t.month()),
+                    t.day(),
+                    t.hour(),
+                    t.minute(),
+                    t.second()
+                )
+            })
+            .unwrap_or_else(|| r.sent_at.to_string());
+        let place = r
+            .room
+            .as_ref()
+            .map_or_else(String::new, |room| format!(" in #{room}"));
+        let what = match (&r.text, &r.attachment) {
+            (Some(t), _) => t.clone(),
+            (None, Some(a)) => format!("[file {} ({} bytes)]", a.name, a.size),
+            (None, None) => String::new(),
+        };
+        writeln!(out, "{at} @{}{place}: {what}", r.from)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `spider recv`.
+pub(crate) async fn recv(
+    dir: &Path,
+    json: bool,
+    wait: Duration,
+    transport: TransportChoice,
+) -> anyhow::Result<()> {
+    let opened = open_profile(dir)?;
+    let cfg = cli_config(&opened.profile)?;
+    let me = opened.profile.account()?.user;
+    let mut printed: Vec<MessageId> = opened.profile.get(K_PRINTED)?.unwrap_or_default();
+    let mut seen: HashSet<MessageId> = printed.iter().copied().collect();
+    let mut names = Names::load(&opened.profile)?;
+    // Messages that arrived while another command ran are in history.
+    let mut backlog = Vec::new();
+    for h in opened.profile.history()? {
+        if Some(h.from) == me || seen.contains(&h.id) {
+            continue;
+        }
+        if let Ok(c) = h.decode()
+            && let Some(r) = received(&names, h.id, h.from, h.room, &c.body, h.at_ms)
+        {
+            backlog.push((h.id, r));
+        }
+    }
+    let pass = copy_passphrase(&opened.passphrase);
+    let mut s = start(opened.profile, &cfg, transport).await?;
+    let mut out = Vec::new();
+    let result = async {
+        for (id, r) in backlog {
+            print_received(&r, json)?;
+            seen.insert(id);
+            out.push(id);
+        }
+        let mut caught_up = false;
+        // Messages from senders whose name is being looked up, in arrival
+        // order; later messages wait behind them so that order holds.
+        let mut waiting: VecDeque<(UserId, MessageId, Received)> = VecDeque::new();
+        let patience = tokio::time::sleep(CONNECT_PATIENCE);
+        tokio::pin!(patience);
+        let result = loop {
+            tokio::select! {
+                () = &mut patience => {
+                    if caught_up { break Ok(()) }
+                    break Err(anyhow!("the relay did not deliver the backlog within {}s", CONNECT_PATIENCE.as_secs()));
+                }
+                e = s.events.recv() => match e {
+                    Some(Event::CaughtUp) => {
+                        caught_up = true;
+                        patience.as_mut().reset(tokio::time::Instant::now() + wait);
+                    }
+                    Some(Event::MessageReceived { id, from, room, content, sent_at }) => {
+                        if from.user != s.me && seen.insert(id)
+                            && let Some(r) = received(&names, id, from.user, room, &content.body, sent_at.0)
+                        {
+                            waiting.push_back((from.user, id, r));
+                        }
+                        if caught_up {
+                            patience.as_mut().reset(tokio::time::Instant::now() + wait);
+                        }
+                    }
+                    Some(Event::ContactUpdated { user, username }) => {
+                        names.users.insert(user, username.as_str().to_owned());
+                    }
+                    Some(Event::Error(e)) => eprintln!("warning: {e}"),
+                    Some(_) => {}
+                    None => break Err(anyhow!("the client stopped")),
+                }
+            }
+            while let Some((user, _, _)) = waiting.front() {
+                let Some(name) = names.users.get(user).cloned() else { break };
+                if let Some((_, id, mut r)) = waiting.pop_front() {
+                    r.from = name;
+                    print_received(&r, json)?;
+                    out.push(id);
+                }
+            }
+        };
+        // Names that never came: the account id it is.
+        for (_, id, r) in waiting {
+            print_received(&r, json)?;
+            out.push(id);
+        }
+        result
+    }
+    .await;
+    s.client.shutdown().await;
+    if !out.is_empty() {
+        let mut profile = Profile::open_dir(dir, &pass, os_rng())?;
+        printed.extend(out);
+        if printed.len() > MAX_PRINTED {
+            printed.drain(..printed.len() - MAX_PRINTED);
+        }
+        profile.put(K_PRINTED, &printed)?;
+        profile.flush()?;
+    }
+    result
+}
+
+/// A room change the SDK can ask for.
+enum RoomAct {
+    Create(RoomName),
+    Invite(RoomId, UserId),
+    Accept(RoomId),
+    Kick(RoomId, UserId),
+}
+
+/// Runs one room-changing request and waits for the relay's answer: the
+/// room changing, or its error.
+async fn room_request(
+    opened: Opened,
+    transport: TransportChoice,
+    what: &str,
+    act: RoomAct,
+) -> anyhow::Result<()> {
+    let cfg = cli_config(&opened.profile)?;
+    let mut s = start(opened.profile, &cfg, transport).await?;
+    let result = async {
+        match act {
+            RoomAct::Create(name) => s.client.create_room(name).await?,
+            RoomAct::Invite(room, user) => s.client.invite(room, user).await?,
+            RoomAct::Accept(room) => s.client.accept_invite(room).await?,
+            RoomAct::Kick(room, user) => s.client.kick(room, user).await?,
+        }
+        let deadline = tokio::time::sleep(REQUEST_PATIENCE);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                () = &mut deadline => bail!("the relay did not answer {what} within {}s", REQUEST_PATIENCE.as_secs()),
+                e = s.events.recv() => match e {
+                    Some(Event::RoomChanged { room }) => return anyhow::Ok(room),
+                    Some(Event::Error(ClientError::Relay { code, .. })) => {
+                        bail!("the relay refused {what}: {code}{}", room_hint(code))
+                    }
+                    Some(Event::Error(e)) => eprintln!("warning: {e}"),
+                    Some(_) => {}
+                    None => bail!("the client stopped"),
+                }
+            }
+        }
+    }
+    .await;
+    s.client.shutdown().await;
+    let room = result?;
+    eprintln!("{what}: done (room {room})");
+    Ok(())
+}
+
+fn room_hint(code: ErrorCode) -> &'static str {
+    if code == ErrorCode::INTERNAL {
+        " (rooms are not served by this relay yet)"
+    } else {
+        ""
+    }
+}
+
+fn strip_hash(name: &str) -> &str {
+    name.strip_prefix('#').unwrap_or(name)
+}
+
+/// `spider room ...`.
+pub(crate) async fn room(
+    dir: &Path,
+    cmd: crate::RoomCommand,
+    transport: TransportChoice,
+) -> anyhow::Result<()> {
+    use crate::RoomCommand as R;
+    match cmd {
+        R::Create { name } => {
+            let name = strip_hash(&name);
+            let room_name =
+                RoomName::parse(name).map_err(|e| anyhow!("invalid room name {name:?}: {e}"))?;
+            let opened = open_profile(dir)?;
+            room_request(
+                opened,
+                transport,
+                "creating the room",
+                RoomAct::Create(room_name),
+            )
+            .await
+        }
+        R::Invite { name, user } => {
+            let opened = open_profile(dir)?;
+            let room = find_room(&opened.profile, &name)?;
+            let user = find_contact(&opened.profile, &parse_user(&user)?)?;
+            room_request(
+                opened,
+                transport,
+                "the invitation",
+                RoomAct::Invite(room, user),
+            )
+            .await
+        }
+        R::Join { name_or_link } => {
+            if name_or_link.contains("://") || name_or_link.len() > 40 {
+                bail!(
+                    "joining by invite link is not supported yet: the SDK has no invite-link \
+                     requests (and this relay does not serve rooms yet)"
+                );
+            }
+            let opened = open_profile(dir)?;
+            let wanted = strip_hash(&name_or_link).to_owned();
+            let room = opened
+                .profile
+                .rooms()?
+                .into_iter()
+                .find(|r| r.name == wanted)
+                .map(|r| r.room)
+                .ok_or_else(|| anyhow!("no invitation to a room named #{wanted}"))?;
+            room_request(opened, transport, "joining the room", RoomAct::Accept(room)).await
+        }
+        R::Kick { name, user } => {
+            let opened = open_profile(dir)?;
+            let room = find_room(&opened.profile, &name)?;
+            let user = find_contact(&opened.profile, &parse_user(&user)?)?;
+            room_request(opened, transport, "the removal", RoomAct::Kick(room, user)).await
+        }
+        R::Link { .. } => bail!(
+            "invite links are not supported yet: the SDK has no invite-link requests (and this \
+             relay does not serve rooms yet)"
+        ),
+        R::Leave { .. } => bail!(
+            "leaving a room is not supported yet: the SDK has no leave request (and this relay \
+             does not serve rooms yet)"
+        ),
+        R::Members { name } => {
+            let opened = open_profile(dir)?;
+            let room = find_room(&opened.profile, &name)?;
+            let names = Names::load(&opened.profile)?;
+            let Some(state) = opened.profile.room(&room)? else {
+                bail!("unknown room");
+            };
+            for (user, devices) in state.members {
+                let name = names
+                    .users
+                    .get(&user)
+                    .cloned()
+                    .unwrap_or_else(|| user.to_hex());
+                println!("@{name}\t{} device(s)", devices.len());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn load_verified(profile: &Profile<SledStore>) -> anyhow::Result<Vec<UserId>> {
+    Ok(profile.get(K_VERIFIED)?.unwrap_or_default())
+}
+
+fn presence_word(p: Option<Presence>) -> &'static str {
+    match p {
+        Some(Presence::Online) => "online",
+        Some(Presence::Away) => "away",
+        Some(Presence::Offline { .. }) => "offline",
+        None => "unknown",
+    }
+}
+
+/// `spider contacts`: the contacts this profile knows, with the presence
+/// the relay reports while briefly connected.
+pub(crate) async fn contacts(dir: &Path, transport: TransportChoice) -> anyhow::Result<()> {
+    let opened = open_profile(dir)?;
+    let cfg = cli_config(&opened.profile)?;
+    let list = opened.profile.contacts()?;
+    let verified = load_verified(&opened.profile)?;
+    let mut s = start(opened.profile, &cfg, transport).await?;
+    let mut presence: HashMap<UserId, Presence> = HashMap::new();
+    let quiet = Duration::from_millis(500);
+    let deadline = tokio::time::sleep(CONNECT_PATIENCE);
+    tokio::pin!(deadline);
+    let mut caught_up = false;
+    loop {
+        tokio::select! {
+            () = &mut deadline => break,
+            e = s.events.recv() => match e {
+                Some(Event::CaughtUp) => {
+                    caught_up = true;
+                    deadline.as_mut().reset(tokio::time::Instant::now() + quiet);
+                }
+                Some(Event::Presence { user, presence: p }) => {
+                    presence.insert(user, p);
+                    if caught_up {
+                        deadline.as_mut().reset(tokio::time::Instant::now() + quiet);
+                    }
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+    }
+    s.client.shutdown().await;
+    if list.is_empty() {
+        eprintln!("no contacts yet: they appear once you message someone");
+    }
+    for c in list {
+        if c.user == s.me {
+            continue;
+        }
+        let v = if verified.contains(&c.user) {
+            "\tverified"
+        } else {
+            ""
+        };
+        println!(
+            "{}\t{}\t{} device(s){v}",
+            c.username,
+            presence_word(presence.get(&c.user).cloned()),
+            c.devices.len()
+        );
+    }
+    Ok(())
+}
+
+/// `spider safety @USER` (and `verify`, which also records the check).
+pub(crate) fn safety(dir: &Path, user: &str, mark_verified: bool) -> anyhow::Result<()> {
+    let user = parse_user(user)?;
+    let mut opened = open_profile(dir)?;
+    let Some(contact) = opened.profile.contact_by_name(&user)? else {
+        bail!("{user} is not among your contacts yet: send them a message first");
+    };
+    let mut any = false;
+    for device in &contact.devices {
+        if let Some(n) = opened.profile.safety_number(&contact.user, *device)? {
+            any = true;
+            println!("{user} device {}: {n}", device.0);
+        }
+    }
+    if !any {
+        bail!("no identity key of {user} is known yet: exchange a message first");
+    }
+    if mark_verified {
+        let mut v = load_verified(&opened.profile)?;
+        if !v.contains(&contact.user) {
+            v.push(contact.user);
+        }
+        opened.profile.put(K_VERIFIED, &v)?;
+        opened.profile.flush()?;
+        println!(
+            "marked {user} verified: compare the numbers above with theirs (in person or on a call)"
+        );
+    } else {
+        let v = load_verified(&opened.profile)?;
+        println!(
+            "{}",
+            if v.contains(&contact.user) {
+                "verified"
+            } else {
+                "not verified: compare the numbers with theirs, then run `spider verify`"
+            }
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_names_for_addresses() {
+        assert_eq!(default_relay_name("127.0.0.1:4433"), "localhost");
+        assert_eq!(default_relay_name("[::1]:4433"), "localhost");
+        assert_eq!(default_relay_name("chat.example:443"), "chat.example");
+        assert_eq!(default_relay_name("localhost:4433"), "localhost");
+    }
+
+    #[test]
+    fn destinations() {
+        assert_eq!(
+            parse_dest("@alice").ok(),
+            Some(Dest::User(
+                Username::parse("alice")
+                    .ok()
+                    .unwrap_or_else(|| unreachable!())
+            ))
+        );
+        assert_eq!(parse_dest("#ops").ok(), Some(Dest::Room("ops".into())));
+        assert!(parse_dest("#").is_err());
+        assert!(parse_dest("@").is_err());
+    }
+}

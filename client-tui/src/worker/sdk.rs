@@ -1,0 +1,630 @@
+//! The worker on the real SDK: a task that owns the `spider-client`
+//! [`Client`], answers the app's [`Request`]s and turns SDK events into
+//! [`WorkerEvent`]s.
+//!
+//! Status: 1:1 texts (sending, receiving, Sent/Delivered/Read), `/msg` by
+//! name (an SDK lookup), presence,
+//! typing notices, connection state, identity changes and first-run
+//! registration work. Requests the SDK or the relay cannot serve yet (rooms,
+//! files, links, profiles, search, in-app safety numbers while connected)
+//! are answered with an error saying so.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use spider_client::content::{Body, ReceiptKind};
+use spider_client::engine::{ClientError, Event};
+use spider_client::keystore::{KdfParams, Passphrase};
+use spider_client::profile::{Account as SdkAccount, Profile, os_rng};
+use spider_client::store::SledStore;
+use spider_protocol::error::ErrorCode;
+use spider_protocol::ids::{MessageId, RoomId, Timestamp, UserId};
+use spider_protocol::message::Presence;
+use spider_protocol::name::Username;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::fake::wall_clock;
+use super::{
+    Account, ChatMessage, ConnectionState, Contact, ConversationId, Delivery, MessageBody, ReplyTo,
+    Request, Transport, TransportChoice, WorkerError, WorkerEvent,
+};
+use crate::cli::{self, CliConfig, Session};
+
+/// What the adapter starts from.
+pub(crate) struct SdkWorker {
+    /// The profile directory.
+    pub(crate) dir: PathBuf,
+    /// An open profile, if one exists (opened before the terminal app took
+    /// the terminal, so that a passphrase prompt works).
+    pub(crate) profile: Option<Profile<SledStore>>,
+    /// The CA for a first-run registration (`--ca`).
+    pub(crate) ca: Option<PathBuf>,
+    /// `--transport`.
+    pub(crate) transport: TransportChoice,
+}
+
+struct Running {
+    session: Session,
+    me: Username,
+    names: HashMap<UserId, Username>,
+    sent: HashMap<MessageId, ConversationId>,
+    /// Messages from accounts whose name is being looked up.
+    held: Vec<(UserId, ConversationId, ChatMessage)>,
+    /// `open_direct` requests waiting for the relay's lookup.
+    opening: Vec<(Username, ReplyTo<Contact>)>,
+}
+
+fn unsupported(what: &str) -> WorkerError {
+    WorkerError::Other(format!(
+        "{what} is not supported by this client and relay yet"
+    ))
+}
+
+fn transport_of(t: TransportChoice) -> Transport {
+    match t {
+        TransportChoice::Ws => Transport::WebSocket,
+        TransportChoice::Quic | TransportChoice::Auto => Transport::Quic,
+    }
+}
+
+fn contact(id: UserId, name: Username) -> Contact {
+    Contact {
+        id,
+        name,
+        display_name: None,
+        presence: Presence::Offline { last_seen: None },
+        verified: false,
+        identity_changed: false,
+    }
+}
+
+impl SdkWorker {
+    /// Starts the task.
+    pub(crate) fn spawn(
+        self,
+        mut requests: mpsc::UnboundedReceiver<Request>,
+        events: mpsc::UnboundedSender<WorkerEvent>,
+    ) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let Self {
+                dir,
+                profile,
+                ca,
+                transport,
+            } = self;
+            let t = transport_of(transport);
+            let mut running: Option<Running> = None;
+            match profile {
+                Some(p) => match Self::sign_in(p, transport, &events).await {
+                    Ok(r) => running = Some(r),
+                    Err(e) => {
+                        let _ = events.send(WorkerEvent::Ready { account: None });
+                        let _ = events.send(WorkerEvent::Connection(ConnectionState::Offline));
+                        eprintln!("{e:#}");
+                    }
+                },
+                None => {
+                    let _ = events.send(WorkerEvent::Ready { account: None });
+                }
+            }
+            loop {
+                let event = async {
+                    match running.as_mut() {
+                        Some(r) => r.session.events.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    req = requests.recv() => {
+                        let Some(req) = req else { break };
+                        match (req, running.as_mut()) {
+                            (Request::Register { relay, name, reply }, None) => {
+                                match Self::register(&dir, ca.as_deref(), relay, &name, transport, &events).await {
+                                    Ok((r, account)) => {
+                                        running = Some(r);
+                                        let _ = reply.send(Ok(account));
+                                    }
+                                    Err(e) => { let _ = reply.send(Err(WorkerError::Other(format!("{e:#}")))); }
+                                }
+                            }
+                            (Request::SignIn { reply, .. }, _) => {
+                                let _ = reply.send(Err(WorkerError::Other("sign in with `spider --profile DIR` on an existing profile".into())));
+                            }
+                            (req, Some(r)) => r.handle(req).await,
+                            (req, None) => reject(req, WorkerError::Offline),
+                        }
+                    }
+                    ev = event => {
+                        let Some(ev) = ev else { break };
+                        if let Some(r) = running.as_mut() {
+                            for out in r.event(ev, t) {
+                                if events.send(out).is_err() { return; }
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(r) = running {
+                r.session.client.shutdown().await;
+            }
+        })
+    }
+
+    async fn sign_in(
+        profile: Profile<SledStore>,
+        transport: TransportChoice,
+        events: &mpsc::UnboundedSender<WorkerEvent>,
+    ) -> anyhow::Result<Running> {
+        let cfg: CliConfig = profile
+            .get(b"cli/config")?
+            .ok_or_else(|| anyhow::anyhow!("the profile has no relay address"))?;
+        let account = profile.account()?;
+        let mut names = HashMap::new();
+        let mut contacts = Vec::new();
+        for c in profile.contacts()? {
+            names.insert(c.user, c.username.clone());
+            if Some(c.user) != account.user {
+                contacts.push(contact(c.user, c.username));
+            }
+        }
+        let me_id = account.user;
+        let mut history = Vec::new();
+        for h in profile.history()? {
+            let Ok(content) = h.decode() else { continue };
+            let Body::Text { body } = content.body else {
+                continue;
+            };
+            let mine = Some(h.from) == me_id;
+            let conversation = match (h.room, h.peer) {
+                (Some(room), _) => ConversationId::Room(room),
+                (None, Some(peer)) => ConversationId::Direct(peer),
+                (None, None) => continue,
+            };
+            let from = if mine {
+                account.username.clone()
+            } else if let Some(n) = names.get(&h.from) {
+                n.clone()
+            } else {
+                continue;
+            };
+            history.push(WorkerEvent::MessageReceived {
+                conversation,
+                message: ChatMessage {
+                    id: h.id,
+                    from,
+                    mine,
+                    at: Timestamp(h.at_ms),
+                    body: MessageBody::Text(body),
+                    delivery: if mine { Delivery::Sent } else { Delivery::Read },
+                },
+            });
+        }
+        let _ = events.send(WorkerEvent::Connection(ConnectionState::Connecting {
+            transport: transport_of(transport),
+        }));
+        let session = cli::start(profile, &cfg, transport).await?;
+        let _ = events.send(WorkerEvent::Ready {
+            account: Some(Account {
+                id: session.me,
+                name: account.username.clone(),
+                relay: cfg.server.clone(),
+            }),
+        });
+        let _ = events.send(WorkerEvent::Roster {
+            contacts,
+            rooms: Vec::new(),
+            invitations: Vec::new(),
+        });
+        for h in history {
+            let _ = events.send(h);
+        }
+        let _ = events.send(WorkerEvent::Connection(ConnectionState::Connected {
+            transport: transport_of(transport),
+        }));
+        Ok(Running {
+            session,
+            me: account.username,
+            names,
+            sent: HashMap::new(),
+            held: Vec::new(),
+            opening: Vec::new(),
+        })
+    }
+
+    async fn register(
+        dir: &std::path::Path,
+        ca: Option<&std::path::Path>,
+        relay: String,
+        name: &Username,
+        transport: TransportChoice,
+        events: &mpsc::UnboundedSender<WorkerEvent>,
+    ) -> anyhow::Result<(Running, Account)> {
+        let ca = ca.ok_or_else(|| {
+            anyhow::anyhow!("registering needs the relay's CA: start spider with --ca FILE")
+        })?;
+        let ca = std::fs::canonicalize(ca)?;
+        let pass = match std::env::var("SPIDER_PASSPHRASE") {
+            Ok(p) => Passphrase::new(p),
+            Err(_) => Passphrase::None,
+        };
+        let mut profile = Profile::create_dir(
+            dir,
+            &pass,
+            KdfParams::RECOMMENDED,
+            SdkAccount {
+                relay_name: cli::default_relay_name(&relay),
+                username: name.clone(),
+                user: None,
+                device: None,
+            },
+            os_rng(),
+        )?;
+        profile.put(b"cli/config", &CliConfig { server: relay, ca })?;
+        profile.flush()?;
+        let r = Self::sign_in(profile, transport, events).await?;
+        let account = Account {
+            id: r.session.me,
+            name: r.me.clone(),
+            relay: String::new(),
+        };
+        Ok((r, account))
+    }
+}
+
+fn reject(req: Request, e: WorkerError) {
+    match req {
+        Request::Register { reply, .. } | Request::SignIn { reply, .. } => {
+            let _ = reply.send(Err(e));
+        }
+        Request::SendText { reply, .. } | Request::SendFile { reply, .. } => {
+            let _ = reply.send(Err(e));
+        }
+        Request::OpenDirect { reply, .. } | Request::Verify { reply, .. } => {
+            let _ = reply.send(Err(e));
+        }
+        Request::CreateRoom { reply, .. } | Request::Join { reply, .. } => {
+            let _ = reply.send(Err(e));
+        }
+        Request::Invite { reply, .. }
+        | Request::Decline { reply, .. }
+        | Request::Leave { reply, .. }
+        | Request::Kick { reply, .. }
+        | Request::SetProfile { reply, .. } => {
+            let _ = reply.send(Err(e));
+        }
+        Request::CreateLink { reply, .. } => {
+            let _ = reply.send(Err(e));
+        }
+        Request::Members { reply, .. } => {
+            let _ = reply.send(Err(e));
+        }
+        Request::SafetyNumber { reply, .. } => {
+            let _ = reply.send(Err(e));
+        }
+        Request::Search { reply, .. } => {
+            let _ = reply.send(Err(e));
+        }
+        Request::MarkRead { .. } | Request::Typing { .. } => {}
+    }
+}
+
+impl Running {
+    async fn handle(&mut self, req: Request) {
+        let client = &self.session.client;
+        match req {
+            Request::SendText {
+                conversation,
+                text,
+                reply,
+            } => {
+                let r = match conversation {
+                    ConversationId::Direct(u) => client.send_text(u, text.clone()).await,
+                    ConversationId::Room(room) => client.send_room_text(room, text.clone()).await,
+                };
+                let _ = reply.send(match r {
+                    Ok(id) => {
+                        self.sent.insert(id, conversation);
+                        Ok(ChatMessage {
+                            id,
+                            from: self.me.clone(),
+                            mine: true,
+                            at: wall_clock(),
+                            body: MessageBody::Text(text),
+                            delivery: Delivery::Pending,
+                        })
+                    }
+                    Err(e) => Err(WorkerError::Other(e.to_string())),
+                });
+            }
+            Request::OpenDirect { user, reply } => {
+                let found = self
+                    .names
+                    .iter()
+                    .find(|(_, n)| **n == user)
+                    .map(|(id, n)| contact(*id, n.clone()));
+                match found {
+                    Some(c) => {
+                        let _ = reply.send(Ok(c));
+                    }
+                    None => match client.lookup_user(user.clone()).await {
+                        Ok(()) => self.opening.push((user, reply)),
+                        Err(_) => {
+                            let _ = reply.send(Err(WorkerError::Offline));
+                        }
+                    },
+                }
+            }
+            Request::MarkRead {
+                conversation,
+                up_to,
+            } => {
+                if let ConversationId::Direct(u) = conversation {
+                    let _ = client.send_receipt(u, ReceiptKind::Read, vec![up_to]).await;
+                }
+            }
+            Request::Typing { conversation } => {
+                if let ConversationId::Direct(u) = conversation {
+                    let _ = client.send_typing(u, true).await;
+                }
+            }
+            Request::SendFile { .. } => reject(req, unsupported("sending files (relay blobs)")),
+            Request::SafetyNumber { .. } | Request::Verify { .. } => reject(
+                req,
+                unsupported("safety numbers inside the app (use `spider safety`)"),
+            ),
+            Request::SetProfile { .. } => reject(req, unsupported("profiles")),
+            Request::Search { .. } => reject(req, unsupported("search")),
+            other => reject(other, unsupported("rooms")),
+        }
+    }
+
+    fn conversation(&self, from: UserId, room: Option<RoomId>) -> ConversationId {
+        match room {
+            Some(r) => ConversationId::Room(r),
+            None => ConversationId::Direct(from),
+        }
+    }
+
+    fn event(&mut self, ev: Event, t: Transport) -> Vec<WorkerEvent> {
+        let mut out = Vec::new();
+        match ev {
+            Event::Connected { .. } => {
+                out.push(WorkerEvent::Connection(ConnectionState::Connected {
+                    transport: t,
+                }))
+            }
+            Event::Disconnected => {
+                for (_, reply) in self.opening.drain(..) {
+                    let _ = reply.send(Err(WorkerError::Offline));
+                }
+                out.push(WorkerEvent::Connection(ConnectionState::Reconnecting {
+                    attempt: 1,
+                    retry_in_ms: 0,
+                }));
+            }
+            Event::Error(ClientError::Relay {
+                code,
+                message: None,
+            }) if code == ErrorCode::UNKNOWN_USER && !self.opening.is_empty() => {
+                let (name, reply) = self.opening.remove(0);
+                let _ = reply.send(Err(WorkerError::NoSuchUser(name)));
+            }
+            Event::MessageReceived {
+                id,
+                from,
+                room,
+                content,
+                sent_at,
+            } => {
+                if from.user == self.session.me {
+                    return out;
+                }
+                let body = match content.body {
+                    Body::Text { body } => MessageBody::Text(body),
+                    Body::Attachment { file_name, .. } => MessageBody::Notice(format!(
+                        "{file_name}: an attachment (downloads are not supported yet)"
+                    )),
+                    _ => return out,
+                };
+                let conversation = self.conversation(from.user, room);
+                let placeholder = self.me.clone();
+                let message = ChatMessage {
+                    id,
+                    from: self.names.get(&from.user).cloned().unwrap_or(placeholder),
+                    mine: false,
+                    at: sent_at,
+                    body,
+                    delivery: Delivery::Read,
+                };
+                if self.names.contains_key(&from.user) {
+                    out.push(WorkerEvent::MessageReceived {
+                        conversation,
+                        message,
+                    });
+                } else {
+                    self.held.push((from.user, conversation, message));
+                }
+            }
+            Event::ContactUpdated { user, username } => {
+                let new = !self.names.contains_key(&user);
+                self.names.insert(user, username.clone());
+                let (answer, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.opening)
+                    .into_iter()
+                    .partition(|(n, _)| *n == username);
+                self.opening = keep;
+                for (_, reply) in answer {
+                    let _ = reply.send(Ok(contact(user, username.clone())));
+                }
+                if new && user != self.session.me {
+                    out.push(WorkerEvent::ContactChanged(contact(user, username.clone())));
+                }
+                let (ready, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+                    .into_iter()
+                    .partition(|(u, _, _)| *u == user);
+                self.held = keep;
+                for (_, conversation, mut message) in ready {
+                    message.from = username.clone();
+                    out.push(WorkerEvent::MessageReceived {
+                        conversation,
+                        message,
+                    });
+                }
+            }
+            Event::Sent { id } => {
+                if let Some(c) = self.sent.get(&id) {
+                    out.push(WorkerEvent::DeliveryChanged {
+                        conversation: *c,
+                        message: id,
+                        delivery: Delivery::Sent,
+                    });
+                }
+            }
+            Event::Receipt { kind, ids, .. } => {
+                let delivery = match kind {
+                    ReceiptKind::Read => Delivery::Read,
+                    _ => Delivery::Delivered,
+                };
+                for id in ids {
+                    if let Some(c) = self.sent.get(&id) {
+                        out.push(WorkerEvent::DeliveryChanged {
+                            conversation: *c,
+                            message: id,
+                            delivery,
+                        });
+                    }
+                }
+            }
+            Event::Typing {
+                from,
+                started: true,
+            } => {
+                if let Some(n) = self.names.get(&from) {
+                    out.push(WorkerEvent::Typing {
+                        conversation: ConversationId::Direct(from),
+                        user: n.clone(),
+                    });
+                }
+            }
+            Event::Presence { user, presence } => {
+                out.push(WorkerEvent::Presence { user, presence });
+            }
+            Event::IdentityChanged { user, .. } => {
+                out.push(WorkerEvent::IdentityChanged { user });
+            }
+            _ => {}
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use spider_relay::config::Config;
+
+    use super::*;
+    use crate::worker::{Worker, await_reply};
+
+    const PATIENCE: Duration = Duration::from_secs(60);
+
+    async fn next(rx: &mut mpsc::UnboundedReceiver<WorkerEvent>) -> WorkerEvent {
+        tokio::time::timeout(PATIENCE, rx.recv())
+            .await
+            .expect("no worker event")
+            .expect("worker stopped")
+    }
+
+    /// Two adapters on a relay in this process: first-run registration,
+    /// a text one way (Pending, then Sent), received by the other side
+    /// with the sender's name, and the answer back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_adapters_register_and_chat_through_a_real_relay() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = spider_relay::server::start(Config::for_tests(dir.path().join("relay")))
+            .await
+            .unwrap();
+        let ca = relay.ca_pem.clone().unwrap();
+        let server = relay.quic_addr.to_string();
+
+        let mut sides = Vec::new();
+        for name in ["alice", "bob"] {
+            let (worker, requests) = Worker::channel();
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            let _task = SdkWorker {
+                dir: dir.path().join(name),
+                profile: None,
+                ca: Some(ca.clone()),
+                transport: TransportChoice::Quic,
+            }
+            .spawn(requests, tx);
+            assert_eq!(next(&mut rx).await, WorkerEvent::Ready { account: None });
+            let account =
+                await_reply(worker.register(server.clone(), Username::parse(name).unwrap()))
+                    .await
+                    .unwrap();
+            assert_eq!(account.name.as_str(), name);
+            sides.push((worker, rx, account));
+        }
+        let (bob_worker, mut bob_rx, bob) = sides.pop().unwrap();
+        let (alice_worker, mut alice_rx, alice) = sides.pop().unwrap();
+
+        // Alice looks bob up by name; a name nobody has is refused.
+        let c = await_reply(alice_worker.open_direct(bob.name.clone()))
+            .await
+            .unwrap();
+        assert_eq!(c.id, bob.id);
+        assert_eq!(
+            await_reply(alice_worker.open_direct(Username::parse("nobody").unwrap())).await,
+            Err(WorkerError::NoSuchUser(Username::parse("nobody").unwrap()))
+        );
+        let sent =
+            await_reply(alice_worker.send_text(ConversationId::Direct(bob.id), "hi bob".into()))
+                .await
+                .unwrap();
+        assert_eq!(sent.delivery, Delivery::Pending);
+        loop {
+            if let WorkerEvent::DeliveryChanged {
+                message, delivery, ..
+            } = next(&mut alice_rx).await
+                && message == sent.id
+            {
+                assert_eq!(delivery, Delivery::Sent);
+                break;
+            }
+        }
+        let got = loop {
+            if let WorkerEvent::MessageReceived {
+                conversation,
+                message,
+            } = next(&mut bob_rx).await
+            {
+                assert_eq!(conversation, ConversationId::Direct(alice.id));
+                break message;
+            }
+        };
+        assert_eq!(got.id, sent.id);
+        assert_eq!(got.from.as_str(), "alice");
+        assert_eq!(got.body, MessageBody::Text("hi bob".into()));
+
+        // Bob learned alice's name: he can open the chat and answer.
+        let c = await_reply(bob_worker.open_direct(alice.name.clone()))
+            .await
+            .unwrap();
+        assert_eq!(c.id, alice.id);
+        await_reply(bob_worker.send_text(ConversationId::Direct(alice.id), "hi alice".into()))
+            .await
+            .unwrap();
+        loop {
+            if let WorkerEvent::MessageReceived { message, .. } = next(&mut alice_rx).await {
+                assert_eq!(message.body, MessageBody::Text("hi alice".into()));
+                assert_eq!(message.from.as_str(), "bob");
+                break;
+            }
+        }
+        drop(alice_worker);
+        drop(bob_worker);
+        relay.shutdown().await.unwrap();
+    }
+}
