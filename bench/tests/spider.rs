@@ -1,6 +1,12 @@
 //! Smoke runs of spider-load against a real spider-relay, started in-process on loopback port 0
 //! (as server/tests/common does), over QUIC and over WebSocket. They check that the report's
 //! counts add up, never how fast anything was.
+//!
+//! One pair, window 1, connections set up one at a time: at the time of writing the relay
+//! deadlocks inside sled when several registrations or `SendDirect`s are stored at once (its tokio
+//! workers wait in sled's transaction write lock while sled's flusher threads, holding the read
+//! side, wait for those writes; seen from 5 pairs flat out and 100 concurrent registrations).
+//! These tests check spider-load's accounting, not that relay bug.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use spider_load::report::Report;
@@ -106,12 +112,24 @@ async fn direct_over_quic_and_websocket_counts_add_up() {
         let r = spider_load(
             &relay,
             target,
-            &["--duration", "1", "--drain", "10", "direct", "--pairs", "3"],
+            &[
+                "--duration",
+                "1",
+                "--drain",
+                "10",
+                "--connect-concurrency",
+                "1",
+                "direct",
+                "--pairs",
+                "1",
+                "--window",
+                "1",
+            ],
         )
         .await;
         assert_eq!(r.target, target);
-        assert_direct_counts_add_up(&r, 3);
-        assert_eq!(r.params.window, Some(8));
+        assert_direct_counts_add_up(&r, 1);
+        assert_eq!(r.params.window, Some(1));
 
         let r = spider_load(
             &relay,
@@ -121,15 +139,17 @@ async fn direct_over_quic_and_websocket_counts_add_up() {
                 "1",
                 "--drain",
                 "10",
+                "--connect-concurrency",
+                "1",
                 "direct",
                 "--pairs",
-                "2",
+                "1",
                 "--rate",
                 "200",
             ],
         )
         .await;
-        assert_direct_counts_add_up(&r, 2);
+        assert_direct_counts_add_up(&r, 1);
         // The open-loop schedule is fixed in advance: 200/s for 1 s is 200 envelopes, all sent.
         assert_eq!(r.counts.sent, 200);
     }
@@ -146,7 +166,15 @@ async fn connections_are_registered_held_and_counted() {
         let r = spider_load(
             &relay,
             target,
-            &["--duration", "1", "connections", "--clients", "10"],
+            &[
+                "--duration",
+                "1",
+                "--connect-concurrency",
+                "1",
+                "connections",
+                "--clients",
+                "10",
+            ],
         )
         .await;
         assert_eq!(r.scenario, "connections");

@@ -10,10 +10,13 @@
 //! An envelope is a `SendDirect` with one copy, for the recipient's device 1, whose ciphertext is
 //! the benchmark payload as it is: the relay never looks inside a ciphertext, so its cost is the
 //! same as with real encryption. `Sent` (stored durably) is the target's ack; `Deliver` is a
-//! delivery, acked cumulatively in batches ([`ACK_BATCH`], [`ACK_DELAY`]); pings are answered.
+//! delivery, acked cumulatively (acks that queue up behind other writes are merged); pings are
+//! answered.
 //!
-//! One task per client owns the link; the send half hands it envelopes over a channel, the
-//! receive half reads what it forwards.
+//! Each client's link is split in a reader task and a writer task, so that reading never waits
+//! for a write held back by the relay (which would fill the relay's queue to this client and get
+//! it dropped as a slow consumer). The send half hands envelopes to the writer over a channel;
+//! request ids are `seq + 2`, so `Sent` maps back to the sequence number.
 //!
 //! Not here yet:
 //! - `--e2e` (real Double Ratchet through the SDK's `Engine`): refused with [`unavailable`].
@@ -48,13 +51,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
-
-/// Deliveries acked at once at most (`Ack` is cumulative).
-pub const ACK_BATCH: u32 = 32;
-
-/// Longest a delivery waits before it is acked.
-pub const ACK_DELAY: Duration = Duration::from_millis(20);
 
 /// Envelopes a sender may queue for its connection task before `send` waits.
 const SEND_QUEUE: usize = 64;
@@ -295,131 +291,256 @@ impl Target for SpiderTarget {
     }
 }
 
-/// The connection task: writes envelopes, reads deliveries and replies, acks, answers pings.
+/// The request id of envelope `seq` (request 1 is the registration): the reply maps back to the
+/// sequence number without shared state between the reader and the writer. Runs are bounded far
+/// below 2^32 envelopes per sender.
+fn req_of(seq: u64) -> RequestId {
+    RequestId((seq as u32).wrapping_add(2))
+}
+
+/// The sequence number of the envelope that request `req` sent.
+fn seq_of(req: RequestId) -> Option<u64> {
+    req.0.checked_sub(2).map(u64::from)
+}
+
+/// The link split in two halves, so that reading never waits for a write: with one task doing
+/// both, a write held back by the relay's back-pressure stops the reads, the relay's queue to
+/// this client fills, and the relay drops it as a slow consumer.
+enum Halves {
+    Quic {
+        _connection: quinn::Connection,
+        _endpoint: quinn::Endpoint,
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+        decoder: spider_protocol::FrameDecoder<ServerFrame>,
+    },
+    WebSocket(Box<WsStream>),
+}
+
+type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+/// The connection: a reader task (deliveries, replies, acks, pings) and a writer task.
 /// Ends when the relay closes, on a fatal error, or when the receive half is dropped.
 async fn drive(
-    mut link: Link,
-    mut cmds: mpsc::Receiver<Outgoing>,
+    link: Link,
+    cmds: mpsc::Receiver<Outgoing>,
     out: mpsc::UnboundedSender<anyhow::Result<Incoming>>,
     refused: Arc<Mutex<Option<String>>>,
     run: u64,
     from: UserId,
 ) {
-    let mut next_req: u32 = 1;
-    // Request id of each send not yet answered -> the benchmark's sequence number.
-    let mut pending: HashMap<u32, u64> = HashMap::new();
-    let mut unacked: Option<Seq> = None;
-    let mut unacked_count: u32 = 0;
-    let mut ack_at: Option<Instant> = None;
-    let mut sending = true;
-    // One event per turn: a frame from the relay, an envelope to send, or an ack falling due.
-    let result: anyhow::Result<()> = async {
-        loop {
-            if out.is_closed() {
-                return Ok(());
-            }
-            let ack_due = async {
-                match ack_at {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
+    let halves = match link {
+        Link::Quic {
+            connection,
+            endpoint,
+            send,
+            recv,
+            decoder,
+        } => Halves::Quic {
+            _connection: connection,
+            _endpoint: endpoint,
+            send,
+            recv,
+            decoder,
+        },
+        Link::WebSocket(ws) => Halves::WebSocket(ws),
+    };
+    let (ctl_tx, ctl_rx) = mpsc::unbounded_channel::<ClientFrame>();
+    match halves {
+        Halves::Quic {
+            _connection,
+            _endpoint,
+            send,
+            mut recv,
+            mut decoder,
+        } => {
+            let writer = tokio::spawn(write_loop(Writer::Quic(send), cmds, ctl_rx, run, from));
+            let read = async {
+                let mut buf = vec![0u8; 16 * 1024];
+                // One chunk per turn, until the stream ends or fails.
+                loop {
+                    while let Some(frame) =
+                        decoder.next_frame().map_err(|e| anyhow!("decode: {e}"))?
+                    {
+                        handle(frame, &out, &ctl_tx, &refused)?;
+                    }
+                    match recv
+                        .read(&mut buf)
+                        .await
+                        .map_err(|e| anyhow!("quic: {e}"))?
+                    {
+                        Some(n) => decoder.push(buf.get(..n).unwrap_or_default()),
+                        None => return Ok(()),
+                    }
                 }
             };
-            tokio::select! {
-                biased;
-                frame = link.recv() => {
-                    let frame = match frame {
-                        Ok(f) => f,
-                        Err(transport::TransportError::Closed) => return Ok(()),
-                        Err(e) => return Err(anyhow!(e).context("reading")),
-                    };
-                    match frame {
-                        ServerFrame::Deliver(d) => {
-                            if let EnvelopeBody::Direct { ciphertext } = d.envelope.body {
-                                let _ = out.send(Ok(Incoming::Delivered(Bytes::from(
-                                    ciphertext.into_vec(),
-                                ))));
-                            }
-                            unacked = Some(d.seq);
-                            unacked_count += 1;
-                            if unacked_count >= ACK_BATCH {
-                                send_ack(&mut link, &mut unacked, &mut unacked_count).await?;
-                                ack_at = None;
-                            } else if ack_at.is_none() {
-                                ack_at = Some(Instant::now() + ACK_DELAY);
-                            }
+            finish(read, writer, &out, &ctl_tx).await;
+            _connection.close(0u32.into(), b"bye");
+            let _ = tokio::time::timeout(CLOSE_GRACE, _endpoint.wait_idle()).await;
+        }
+        Halves::WebSocket(ws) => {
+            use futures_util::StreamExt as _;
+            use tokio_tungstenite::tungstenite::Message;
+            let (sink, mut stream) = (*ws).split();
+            let writer = tokio::spawn(write_loop(Writer::WebSocket(sink), cmds, ctl_rx, run, from));
+            let read = async {
+                // One message per turn, until the stream ends or fails.
+                while let Some(msg) = stream.next().await {
+                    match msg.map_err(|e| anyhow!("websocket: {e}"))? {
+                        Message::Binary(body) => {
+                            let frame = spider_protocol::codec::decode_body::<ServerFrame>(&body)
+                                .map_err(|e| anyhow!("decode: {e}"))?;
+                            handle(frame, &out, &ctl_tx, &refused)?;
                         }
-                        ServerFrame::Sent(s) => {
-                            if let Some(seq) = pending.remove(&s.req.0) {
-                                let _ = out.send(Ok(Incoming::Acked(seq)));
-                            }
-                        }
-                        ServerFrame::Ping(p) => {
-                            link.send(&ClientFrame::Pong(Pong { nonce: p.nonce }))
-                                .await
-                                .context("answering a ping")?;
-                        }
-                        ServerFrame::Error(e) => {
-                            if e.code.is_fatal() || e.req.is_none() {
-                                bail!("{}", describe(&e));
-                            }
-                            // A refused send: that sender stops (its envelope is lost, never
-                            // acked); deliveries to this client go on.
-                            let seq = e.req.and_then(|r| pending.remove(&r.0));
-                            if let Ok(mut slot) = refused.lock() {
-                                slot.get_or_insert_with(|| {
-                                    format!("envelope {seq:?} refused: {}", describe(&e))
-                                });
-                            }
-                        }
+                        Message::Close(_) => return Ok(()),
                         _ => {}
                     }
                 }
-                cmd = cmds.recv(), if sending => match cmd {
-                    Some(o) => {
-                        next_req = next_req.wrapping_add(1).max(2);
-                        pending.insert(next_req, o.seq);
-                        let copy = DeviceCiphertext {
-                            device: DeviceId(1),
-                            ciphertext: BoundedBytes::new(o.payload.to_vec())
-                                .map_err(|_| anyhow!("payload too large for one ciphertext"))?,
-                        };
-                        let frame = ClientFrame::SendDirect(SendDirect {
-                            req: RequestId(next_req),
-                            message_id: message_id(run, from, o.seq),
-                            to: o.to,
-                            copies: BoundedVec::new(vec![copy])
-                                .map_err(|_| anyhow!("one copy is always allowed"))?,
-                        });
-                        link.send(&frame).await.context("sending")?;
-                    }
-                    // The send half is gone; keep receiving.
-                    None => sending = false,
-                },
-                () = ack_due => {
-                    send_ack(&mut link, &mut unacked, &mut unacked_count).await?;
-                    ack_at = None;
-                }
-            }
+                Ok(())
+            };
+            finish(read, writer, &out, &ctl_tx).await;
         }
     }
-    .await;
+}
+
+/// Runs the reader until it ends or the receive half is dropped, then stops the writer.
+async fn finish(
+    read: impl std::future::Future<Output = anyhow::Result<()>>,
+    writer: tokio::task::JoinHandle<anyhow::Result<()>>,
+    out: &mpsc::UnboundedSender<anyhow::Result<Incoming>>,
+    _ctl: &mpsc::UnboundedSender<ClientFrame>,
+) {
+    let result = tokio::select! {
+        r = read => r,
+        () = out.closed() => Ok(()),
+    };
+    writer.abort();
     if let Err(e) = result {
         let _ = out.send(Err(e));
     }
-    let _ = tokio::time::timeout(CLOSE_GRACE, link.close()).await;
 }
 
-async fn send_ack(
-    link: &mut Link,
-    unacked: &mut Option<Seq>,
-    count: &mut u32,
-) -> anyhow::Result<()> {
-    if let Some(up_to) = unacked.take() {
-        link.send(&ClientFrame::Ack(Ack { up_to }))
-            .await
-            .context("acking")?;
+/// The write half of a link.
+enum Writer {
+    Quic(quinn::SendStream),
+    WebSocket(futures_util::stream::SplitSink<WsStream, tokio_tungstenite::tungstenite::Message>),
+}
+
+impl Writer {
+    async fn write(&mut self, frame: &ClientFrame) -> anyhow::Result<()> {
+        match self {
+            Writer::Quic(send) => {
+                let mut buf = Vec::new();
+                spider_protocol::codec::encode_stream(frame, &mut buf)
+                    .map_err(|e| anyhow!("encoding: {e}"))?;
+                send.write_all(&buf).await.map_err(|e| anyhow!("quic: {e}"))
+            }
+            Writer::WebSocket(sink) => {
+                use futures_util::SinkExt as _;
+                let body = spider_protocol::codec::encode_body(frame)
+                    .map_err(|e| anyhow!("encoding: {e}"))?;
+                sink.send(tokio_tungstenite::tungstenite::Message::Binary(body.into()))
+                    .await
+                    .map_err(|e| anyhow!("websocket: {e}"))
+            }
+        }
     }
-    *count = 0;
+}
+
+/// The writer: acks and pongs from the reader first (acks that queued up are merged into one,
+/// they are cumulative), then envelopes from the send half.
+async fn write_loop(
+    mut writer: Writer,
+    mut cmds: mpsc::Receiver<Outgoing>,
+    mut ctl: mpsc::UnboundedReceiver<ClientFrame>,
+    run: u64,
+    from: UserId,
+) -> anyhow::Result<()> {
+    let mut sending = true;
+    // One frame (or one merged ack) per turn; ends when the reader is gone.
+    loop {
+        tokio::select! {
+            biased;
+            frame = ctl.recv() => {
+                let Some(frame) = frame else { return Ok(()) };
+                let mut up_to: Option<Seq> = None;
+                let mut others = Vec::new();
+                let queued = std::iter::from_fn(|| ctl.try_recv().ok());
+                for f in std::iter::once(frame).chain(queued) {
+                    match f {
+                        ClientFrame::Ack(a) => {
+                            up_to = Some(up_to.map_or(a.up_to, |u| u.max(a.up_to)));
+                        }
+                        other => others.push(other),
+                    }
+                }
+                for f in &others {
+                    writer.write(f).await?;
+                }
+                if let Some(up_to) = up_to {
+                    writer.write(&ClientFrame::Ack(Ack { up_to })).await.context("acking")?;
+                }
+            }
+            cmd = cmds.recv(), if sending => match cmd {
+                Some(o) => {
+                    let copy = DeviceCiphertext {
+                        device: DeviceId(1),
+                        ciphertext: BoundedBytes::new(o.payload.to_vec())
+                            .map_err(|_| anyhow!("payload too large for one ciphertext"))?,
+                    };
+                    let frame = ClientFrame::SendDirect(SendDirect {
+                        req: req_of(o.seq),
+                        message_id: message_id(run, from, o.seq),
+                        to: o.to,
+                        copies: BoundedVec::new(vec![copy])
+                            .map_err(|_| anyhow!("one copy is always allowed"))?,
+                    });
+                    writer.write(&frame).await.context("sending")?;
+                }
+                // The send half is gone; acks and pongs go on.
+                None => sending = false,
+            },
+        }
+    }
+}
+
+/// Handles one frame from the relay.
+fn handle(
+    frame: ServerFrame,
+    out: &mpsc::UnboundedSender<anyhow::Result<Incoming>>,
+    ctl: &mpsc::UnboundedSender<ClientFrame>,
+    refused: &Arc<Mutex<Option<String>>>,
+) -> anyhow::Result<()> {
+    match frame {
+        ServerFrame::Deliver(d) => {
+            if let EnvelopeBody::Direct { ciphertext } = d.envelope.body {
+                let _ = out.send(Ok(Incoming::Delivered(Bytes::from(ciphertext.into_vec()))));
+            }
+            // Cumulative: the writer merges acks that queue up behind other frames.
+            let _ = ctl.send(ClientFrame::Ack(Ack { up_to: d.seq }));
+        }
+        ServerFrame::Sent(s) => {
+            if let Some(seq) = seq_of(s.req) {
+                let _ = out.send(Ok(Incoming::Acked(seq)));
+            }
+        }
+        ServerFrame::Ping(p) => {
+            let _ = ctl.send(ClientFrame::Pong(Pong { nonce: p.nonce }));
+        }
+        ServerFrame::Error(e) => {
+            if e.code.is_fatal() || e.req.is_none() {
+                bail!("{}", describe(&e));
+            }
+            // A refused send: that sender stops (its envelope is lost, never acked);
+            // deliveries to this client go on.
+            let seq = e.req.and_then(seq_of);
+            if let Ok(mut slot) = refused.lock() {
+                slot.get_or_insert_with(|| format!("envelope {seq:?} refused: {}", describe(&e)));
+            }
+        }
+        _ => {}
+    }
     Ok(())
 }
 
