@@ -97,10 +97,17 @@ pub struct Common {
     /// Its address (loopback only). Default: the target's port on 127.0.0.1.
     #[arg(long, global = true)]
     pub addr: Option<SocketAddr>,
+    /// Spider targets: the relay's CA certificate to pin (PEM; the relay's DATA/certs/ca.pem).
+    #[arg(long, global = true, env = "SPIDER_LOAD_CA")]
+    pub ca: Option<PathBuf>,
+    /// Spider targets: the name in the relay's certificate (TLS server name).
+    #[arg(long, global = true, default_value = "localhost")]
+    pub relay_name: String,
     /// Payload bytes per envelope (at least the 32-byte stamp).
     #[arg(long, global = true, default_value_t = 256)]
     pub payload_size: usize,
-    /// Real end-to-end encryption through the Spider client SDK, instead of opaque random payloads.
+    /// Real end-to-end encryption through the Spider client SDK, instead of opaque random payloads
+    /// (not yet available).
     #[arg(long, global = true)]
     pub e2e: bool,
     /// Seed of the payload bytes: the same seed sends the same bytes on the same schedule.

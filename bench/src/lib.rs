@@ -17,7 +17,7 @@
 //! * [`envelope`]: the stamp every payload carries (sender, run, sequence number, send time).
 //! * [`accounting`]: sent = delivered + lost, acked-but-lost, duplicates, by sequence number.
 //! * [`latency`]: histograms merged across tasks and processes through the V2 encoding.
-//! * [`target`]: the systems under test; Spider's own wait for the client SDK.
+//! * [`target`]: the systems under test: Spider (opaque payloads over the SDK's transports) and peers.
 //! * [`worker`]: `--workers N` forks N copies of this binary (a process holds under 20,000
 //!   sockets) and merges what they report on their standard output.
 //! * [`net`]: loopback-only sockets spread over 127.0.0.2, 127.0.0.3, ... (about 28k ports each).

@@ -8,8 +8,8 @@
 //!
 //! | target        | transport                   | module       | state                          |
 //! |---------------|-----------------------------|--------------|--------------------------------|
-//! | `spider-quic` | QUIC, ALPN `spider/1`       | [`spider`]   | needs the spider-client SDK    |
-//! | `spider-ws`   | WebSocket fallback          | [`spider`]   | needs the spider-client SDK    |
+//! | `spider-quic` | QUIC, ALPN `spider/1`       | [`spider`]   | opaque payloads, SDK transports|
+//! | `spider-ws`   | WebSocket fallback          | [`spider`]   | opaque payloads, SDK transports|
 //! | `mosquitto`   | MQTT 3.1.1 over WebSocket   | [`mqtt`]     | QoS 1, persistent sessions     |
 //! | `node-ws`     | JSON over WebSocket         | [`node_ws`]  | bench/peers/node-ws/server.js  |
 
