@@ -42,6 +42,10 @@ registrations_per_hour = 100000000
 registration_burst = 10000000
 requests_per_second = 10000000
 request_burst = 10000000
+account_requests_per_second = 10000000
+account_request_burst = 10000000
+ip_requests_per_second = 10000000
+ip_request_burst = 10000000
 mailbox_quota = 10000000
 handshake_timeout_ms = 120000
 TOML

@@ -46,8 +46,20 @@
 //! acked to their senders (who retransmit), acks of delivered envelopes (which
 //! are then delivered again and deduplicated by the client), and prekey hand-outs
 //! (a one-time prekey could be handed out twice across such a crash).
+//!
+//! # Writes never overlap a flush
+//!
+//! sled 0.34 deadlocks when a flush runs while transactions write: the
+//! flusher holds the read side of sled's concurrency-control lock and waits
+//! for in-flight writes, while the writing threads wait for its write side
+//! (seen under spider-load: the whole relay stopped). So every mutating call
+//! here holds the shared side of `gate`, a flush holds its exclusive side,
+//! and sled's own periodic flusher is off: a flush starts only when no write
+//! is in progress, and no write starts until it is done. A flush takes the
+//! writes of every caller waiting behind it (group commit).
 
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -68,6 +80,8 @@ use super::{
 /// The relay's embedded store on sled.
 pub struct SledStore {
     db: sled::Db,
+    /// Shared by writes, exclusive for flushes (see the module docs).
+    gate: Arc<RwLock<()>>,
     usernames: sled::Tree,
     accounts: sled::Tree,
     signed_prekeys: sled::Tree,
@@ -137,7 +151,12 @@ fn keyed(prefix: &[u8], suffix: &[u8]) -> Vec<u8> {
 impl SledStore {
     /// Opens (or creates) the store in directory `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(path).open().map_err(backend)?;
+        // No background flusher: flushes happen in `flush`, behind the gate.
+        let db = sled::Config::new()
+            .path(path)
+            .flush_every_ms(None)
+            .open()
+            .map_err(backend)?;
         let t = |name: &str| db.open_tree(name).map_err(backend);
         Ok(Self {
             usernames: t("usernames")?,
@@ -158,7 +177,14 @@ impl SledStore {
             blobs: t("blobs")?,
             blob_owners: t("blob_owners")?,
             db,
+            gate: Arc::new(RwLock::new(())),
         })
+    }
+
+    /// The shared side of the gate, held for the whole of a mutating call.
+    fn writing(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        // A poisoned gate guards no data: carry on.
+        self.gate.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Removes the first key under `prefix` by compare-and-swap, retrying
@@ -190,6 +216,7 @@ impl Store for SledStore {
         username: &Username,
         identity: &IdentityKeys,
     ) -> Result<DeviceId, StoreError> {
+        let _writing = self.writing();
         let account = Account {
             username: username.clone(),
             devices: vec![DeviceRecord {
@@ -240,6 +267,7 @@ impl Store for SledStore {
         identity: &IdentityKeys,
         max_devices: usize,
     ) -> Result<DeviceId, StoreError> {
+        let _writing = self.writing();
         self.accounts
             .transaction(|accounts| {
                 let Some(v) = accounts.get(user.as_bytes())? else {
@@ -265,6 +293,7 @@ impl Store for SledStore {
     }
 
     fn set_signed_prekey(&self, dev: DeviceAddress, key: &SignedPreKey) -> Result<(), StoreError> {
+        let _writing = self.writing();
         self.signed_prekeys
             .insert(device_key(dev), encode(key, "signed_prekeys")?)
             .map_err(backend)?;
@@ -276,6 +305,7 @@ impl Store for SledStore {
         dev: DeviceAddress,
         key: &KemPreKey,
     ) -> Result<(), StoreError> {
+        let _writing = self.writing();
         self.kem_last_resort
             .insert(device_key(dev), encode(key, "kem_last_resort")?)
             .map_err(backend)?;
@@ -289,6 +319,7 @@ impl Store for SledStore {
         kem_keys: &[KemPreKey],
         max_each: usize,
     ) -> Result<PreKeyCounts, StoreError> {
+        let _writing = self.writing();
         let prefix = device_key(dev);
         // Only the owning device uploads, so the check-then-insert below races
         // at most with takers (which only lower the counts).
@@ -350,6 +381,7 @@ impl Store for SledStore {
         dev: DeviceAddress,
         identity: &IdentityKeys,
     ) -> Result<Option<PreKeyBundle>, StoreError> {
+        let _writing = self.writing();
         let prefix = device_key(dev);
         let Some(signed) = self.signed_prekeys.get(prefix).map_err(backend)? else {
             return Ok(None);
@@ -393,6 +425,7 @@ impl Store for SledStore {
         envelope: &Envelope,
         quota: u64,
     ) -> Result<Enqueued, StoreError> {
+        let _writing = self.writing();
         let prefix = device_key(dev);
         let id_key = keyed(&prefix, message_id.as_bytes());
         let value = encode(envelope, "mailbox")?;
@@ -459,6 +492,7 @@ impl Store for SledStore {
     }
 
     fn ack(&self, dev: DeviceAddress, up_to: Seq) -> Result<u64, StoreError> {
+        let _writing = self.writing();
         let prefix = device_key(dev);
         let lo = keyed(&prefix, &0u64.to_be_bytes());
         let hi = keyed(&prefix, &up_to.0.to_be_bytes());
@@ -495,6 +529,7 @@ impl Store for SledStore {
     }
 
     fn prune_dedup(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let _writing = self.writing();
         let mut n = 0;
         for item in self.mailbox_ids.iter() {
             let (k, v) = item.map_err(backend)?;
@@ -528,6 +563,7 @@ impl Store for SledStore {
         add: bool,
         max: usize,
     ) -> Result<(), StoreError> {
+        let _writing = self.writing();
         let key = keyed(user.as_bytes(), contact.as_bytes());
         if !add {
             self.contacts.remove(key).map_err(backend)?;
@@ -557,6 +593,7 @@ impl Store for SledStore {
     }
 
     fn set_profile(&self, user: UserId, blob: &[u8]) -> Result<(), StoreError> {
+        let _writing = self.writing();
         self.profiles
             .insert(user.as_bytes(), blob)
             .map_err(backend)?;
@@ -606,6 +643,7 @@ impl Store for SledStore {
         prev_epoch: Option<u64>,
         room: &RoomRecord,
     ) -> Result<(), StoreError> {
+        let _writing = self.writing();
         let value = encode(room, "rooms")?;
         let rid = id.as_bytes();
         (
@@ -667,6 +705,7 @@ impl Store for SledStore {
     }
 
     fn put_blob(&self, id: BlobId, meta: &BlobMeta) -> Result<(), StoreError> {
+        let _writing = self.writing();
         let value = encode(meta, "blobs")?;
         (&self.blobs, &self.blob_owners)
             .transaction(|(blobs, owners)| {
@@ -688,6 +727,7 @@ impl Store for SledStore {
     }
 
     fn remove_blob(&self, id: BlobId) -> Result<(), StoreError> {
+        let _writing = self.writing();
         (&self.blobs, &self.blob_owners)
             .transaction(|(blobs, owners)| {
                 if let Some(v) = blobs.remove(&id.as_bytes()[..])? {
@@ -720,8 +760,16 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        let (db, gate) = (self.db.clone(), self.gate.clone());
         Box::pin(async move {
-            self.db.flush_async().await.map_err(backend)?;
+            // fsync blocks: off the async workers, behind the gate.
+            tokio::task::spawn_blocking(move || {
+                let _flushing = gate.write().unwrap_or_else(|p| p.into_inner());
+                db.flush()
+            })
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?
+            .map_err(backend)?;
             Ok(())
         })
     }
