@@ -678,7 +678,23 @@ impl<S: ProfileStore> Engine<S> {
                 match p {
                     // The job is in its `Info` phase: now it distributes.
                     Some(Pending::RoomInfo { job: Some(job) }) => self.advance(job, now),
-                    Some(Pending::Change { .. } | Pending::RoomInfo { job: None }) => {
+                    Some(Pending::RoomInfo { job: None }) => {
+                        // A room we were invited to: learn its members'
+                        // names (they become contacts).
+                        let me = self.me()?;
+                        for m in info.members.iter() {
+                            if m.user != me.0 && self.profile.contact(&m.user)?.is_none() {
+                                let req = self.req(Pending::UserLookup);
+                                self.transmit.push_back(ClientFrame::LookupUser(LookupUser {
+                                    req,
+                                    who: UserRef::Id(m.user),
+                                }));
+                            }
+                        }
+                        self.events
+                            .push_back(Event::RoomChanged { room: info.room });
+                    }
+                    Some(Pending::Change { .. }) => {
                         self.events
                             .push_back(Event::RoomChanged { room: info.room });
                     }
