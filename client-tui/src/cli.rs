@@ -330,13 +330,6 @@ fn find_room(profile: &Profile<SledStore>, name: &str) -> anyhow::Result<RoomId>
         })
 }
 
-fn find_contact(profile: &Profile<SledStore>, user: &Username) -> anyhow::Result<UserId> {
-    profile
-        .contact_by_name(user)?
-        .map(|c| c.user)
-        .ok_or_else(|| anyhow!("{user} is not among your contacts yet: send them a message first"))
-}
-
 /// Waits until the relay acknowledges message `id` (or refuses it).
 async fn wait_sent(s: &mut Session, id: MessageId) -> anyhow::Result<()> {
     let deadline = tokio::time::sleep(REQUEST_PATIENCE);
@@ -650,6 +643,8 @@ enum RoomAct {
     /// An invitation to an account not among the contacts yet: looked up
     /// by name first.
     InviteName(RoomId, Username),
+    /// A removal of an account not among the contacts: looked up first.
+    KickName(RoomId, Username),
     Accept(RoomId),
     Kick(RoomId, UserId),
 }
@@ -677,6 +672,10 @@ async fn room_request(
             }
             RoomAct::Accept(room) => s.client.accept_invite(room).await?,
             RoomAct::Kick(room, user) => s.client.kick(room, user).await?,
+            RoomAct::KickName(room, name) => {
+                let user = look_up(&mut s, name).await?;
+                s.client.kick(room, user).await?;
+            }
         }
         let deadline = tokio::time::sleep(REQUEST_PATIENCE);
         tokio::pin!(deadline);
@@ -845,8 +844,12 @@ pub(crate) async fn room(
         R::Kick { name, user } => {
             let opened = open_profile(dir)?;
             let room = find_room(&opened.profile, &name)?;
-            let user = find_contact(&opened.profile, &parse_user(&user)?)?;
-            room_request(opened, transport, "the removal", RoomAct::Kick(room, user)).await
+            let username = parse_user(&user)?;
+            let act = match opened.profile.contact_by_name(&username)? {
+                Some(c) => RoomAct::Kick(room, c.user),
+                None => RoomAct::KickName(room, username),
+            };
+            room_request(opened, transport, "the removal", act).await
         }
         R::Link { .. } => bail!(
             "invite links are not supported yet: the SDK has no invite-link requests (and this \

@@ -291,5 +291,20 @@ async fn register_send_recv_json_between_two_profiles() {
     assert_eq!(got[0]["room"], "ops");
     assert_eq!(got[0]["text"], "hello room");
 
+    // Carol is removed: the next room message reaches bob, not her.
+    #[rustfmt::skip]
+    ok(&bin, &["--transport", "quic", "--profile", alice, "room", "kick", "ops", "@carol"], None).await;
+    #[rustfmt::skip]
+    ok(&bin, &["--transport", "quic", "--profile", alice, "send", "#ops", "after the kick"], None).await;
+    #[rustfmt::skip]
+    let out = ok(&bin, &["--transport", "ws", "--profile", bob, "recv", "--json", "--wait", "2"], pass).await;
+    let got = json_lines(&out);
+    assert_eq!(got.len(), 1, "{out}");
+    assert_eq!(got[0]["room"], "ops");
+    assert_eq!(got[0]["text"], "after the kick");
+    #[rustfmt::skip]
+    let out = ok(&bin, &["--transport", "quic", "--profile", carol, "recv", "--json", "--wait", "2"], None).await;
+    assert!(json_lines(&out).is_empty(), "{out}");
+
     relay.stop().await;
 }
