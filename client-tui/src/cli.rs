@@ -330,13 +330,6 @@ fn find_room(profile: &Profile<SledStore>, name: &str) -> anyhow::Result<RoomId>
         })
 }
 
-fn find_contact(profile: &Profile<SledStore>, user: &Username) -> anyhow::Result<UserId> {
-    profile
-        .contact_by_name(user)?
-        .map(|c| c.user)
-        .ok_or_else(|| anyhow!("{user} is not among your contacts yet: send them a message first"))
-}
-
 /// Waits until the relay acknowledges message `id` (or refuses it).
 async fn wait_sent(s: &mut Session, id: MessageId) -> anyhow::Result<()> {
     let deadline = tokio::time::sleep(REQUEST_PATIENCE);
@@ -346,14 +339,22 @@ async fn wait_sent(s: &mut Session, id: MessageId) -> anyhow::Result<()> {
             () = &mut deadline => bail!("the relay has not acknowledged the message within {}s; it stays in the outbox and goes out with the next command", REQUEST_PATIENCE.as_secs()),
             e = s.events.recv() => match e {
                 Some(Event::Sent { id: sent }) if sent == id => return Ok(()),
-                Some(Event::Error(ClientError::Relay { code, message: Some(m) })) if m == id => {
-                    bail!("the relay refused the message: {code}{}", hint(code))
+                Some(Event::Error(ClientError::Relay { code, message: Some(m), text })) if m == id => {
+                    bail!("the relay refused the message: {code}{}{}", relay_text(&text), hint(code))
                 }
                 Some(Event::Error(e)) => eprintln!("warning: {e}"),
                 Some(_) => {}
                 None => bail!("the client stopped"),
             }
         }
+    }
+}
+
+fn relay_text(text: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(" ({text})")
     }
 }
 
@@ -639,6 +640,11 @@ pub(crate) async fn recv(
 enum RoomAct {
     Create(RoomName),
     Invite(RoomId, UserId),
+    /// An invitation to an account not among the contacts yet: looked up
+    /// by name first.
+    InviteName(RoomId, Username),
+    /// A removal of an account not among the contacts: looked up first.
+    KickName(RoomId, Username),
     Accept(RoomId),
     Kick(RoomId, UserId),
 }
@@ -654,11 +660,22 @@ async fn room_request(
     let cfg = cli_config(&opened.profile)?;
     let mut s = start(opened.profile, &cfg, transport).await?;
     let result = async {
+        // Let the backlog (room changes among it) go by first, so that the
+        // room change seen next is the answer to this request.
+        settle(&mut s).await?;
         match act {
             RoomAct::Create(name) => s.client.create_room(name).await?,
             RoomAct::Invite(room, user) => s.client.invite(room, user).await?,
+            RoomAct::InviteName(room, name) => {
+                let user = look_up(&mut s, name).await?;
+                s.client.invite(room, user).await?;
+            }
             RoomAct::Accept(room) => s.client.accept_invite(room).await?,
             RoomAct::Kick(room, user) => s.client.kick(room, user).await?,
+            RoomAct::KickName(room, name) => {
+                let user = look_up(&mut s, name).await?;
+                s.client.kick(room, user).await?;
+            }
         }
         let deadline = tokio::time::sleep(REQUEST_PATIENCE);
         tokio::pin!(deadline);
@@ -667,8 +684,8 @@ async fn room_request(
                 () = &mut deadline => bail!("the relay did not answer {what} within {}s", REQUEST_PATIENCE.as_secs()),
                 e = s.events.recv() => match e {
                     Some(Event::RoomChanged { room }) => return anyhow::Ok(room),
-                    Some(Event::Error(ClientError::Relay { code, .. })) => {
-                        bail!("the relay refused {what}: {code}{}", room_hint(code))
+                    Some(Event::Error(ClientError::Relay { code, text, .. })) => {
+                        bail!("the relay refused {what}: {code}{}{}", relay_text(&text), room_hint(code))
                     }
                     Some(Event::Error(e)) => eprintln!("warning: {e}"),
                     Some(_) => {}
@@ -683,6 +700,71 @@ async fn room_request(
     eprintln!("{what}: done (room {room})");
     Ok(())
 }
+
+/// Waits until the relay has delivered the backlog (`CaughtUp`).
+async fn settle(s: &mut Session) -> anyhow::Result<()> {
+    let deadline = tokio::time::sleep(CONNECT_PATIENCE);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            () = &mut deadline => bail!("the relay did not deliver the backlog within {}s", CONNECT_PATIENCE.as_secs()),
+            e = s.events.recv() => match e {
+                Some(Event::CaughtUp) => return Ok(()),
+                Some(Event::Error(e)) => eprintln!("warning: {e}"),
+                Some(_) => {}
+                None => bail!("the client stopped"),
+            }
+        }
+    }
+}
+
+/// Looks an account up by name through the relay (it becomes a contact).
+async fn look_up(s: &mut Session, name: Username) -> anyhow::Result<UserId> {
+    s.client.lookup_user(name.clone()).await?;
+    let deadline = tokio::time::sleep(REQUEST_PATIENCE);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            () = &mut deadline => bail!("the relay did not answer the look-up of @{name} within {}s", REQUEST_PATIENCE.as_secs()),
+            e = s.events.recv() => match e {
+                Some(Event::ContactUpdated { user, username }) if username == name => return Ok(user),
+                Some(Event::Error(ClientError::Relay { code, message: None, .. })) if code == ErrorCode::UNKNOWN_USER => {
+                    bail!("there is no account named @{name}")
+                }
+                Some(Event::Error(e)) => eprintln!("warning: {e}"),
+                Some(_) => {}
+                None => bail!("the client stopped"),
+            }
+        }
+    }
+}
+
+/// Connects, takes the backlog (room invitations among it) and what it
+/// prompts (room details), and disconnects.
+async fn sync(opened: Opened, transport: TransportChoice) -> anyhow::Result<()> {
+    let cfg = cli_config(&opened.profile)?;
+    let mut s = start(opened.profile, &cfg, transport).await?;
+    let result = async {
+        settle(&mut s).await?;
+        // Room details asked for during the backlog arrive shortly after.
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(SYNC_QUIET) => return anyhow::Ok(()),
+                e = s.events.recv() => match e {
+                    Some(Event::Error(e)) => eprintln!("warning: {e}"),
+                    Some(_) => {}
+                    None => bail!("the client stopped"),
+                }
+            }
+        }
+    }
+    .await;
+    s.client.shutdown().await;
+    result
+}
+
+/// How long `sync` waits for more after the backlog.
+const SYNC_QUIET: Duration = Duration::from_millis(700);
 
 fn room_hint(code: ErrorCode) -> &'static str {
     if code == ErrorCode::INTERNAL {
@@ -720,14 +802,12 @@ pub(crate) async fn room(
         R::Invite { name, user } => {
             let opened = open_profile(dir)?;
             let room = find_room(&opened.profile, &name)?;
-            let user = find_contact(&opened.profile, &parse_user(&user)?)?;
-            room_request(
-                opened,
-                transport,
-                "the invitation",
-                RoomAct::Invite(room, user),
-            )
-            .await
+            let username = parse_user(&user)?;
+            let act = match opened.profile.contact_by_name(&username)? {
+                Some(c) => RoomAct::Invite(room, c.user),
+                None => RoomAct::InviteName(room, username),
+            };
+            room_request(opened, transport, "the invitation", act).await
         }
         R::Join { name_or_link } => {
             if name_or_link.contains("://") || name_or_link.len() > 40 {
@@ -736,22 +816,40 @@ pub(crate) async fn room(
                      requests (and this relay does not serve rooms yet)"
                 );
             }
-            let opened = open_profile(dir)?;
+            let mut opened = open_profile(dir)?;
             let wanted = strip_hash(&name_or_link).to_owned();
-            let room = opened
-                .profile
-                .rooms()?
-                .into_iter()
-                .find(|r| r.name == wanted)
-                .map(|r| r.room)
-                .ok_or_else(|| anyhow!("no invitation to a room named #{wanted}"))?;
+            let find = |o: &Opened| -> anyhow::Result<Option<RoomId>> {
+                Ok(o.profile
+                    .rooms()?
+                    .into_iter()
+                    .find(|r| r.name == wanted)
+                    .map(|r| r.room))
+            };
+            let room = match find(&opened)? {
+                Some(r) => r,
+                None => {
+                    // The invitation may be waiting at the relay.
+                    let pass = copy_passphrase(&opened.passphrase);
+                    sync(opened, transport).await?;
+                    opened = Opened {
+                        profile: Profile::open_dir(dir, &pass, os_rng())?,
+                        passphrase: pass,
+                    };
+                    find(&opened)?
+                        .ok_or_else(|| anyhow!("no invitation to a room named #{wanted}"))?
+                }
+            };
             room_request(opened, transport, "joining the room", RoomAct::Accept(room)).await
         }
         R::Kick { name, user } => {
             let opened = open_profile(dir)?;
             let room = find_room(&opened.profile, &name)?;
-            let user = find_contact(&opened.profile, &parse_user(&user)?)?;
-            room_request(opened, transport, "the removal", RoomAct::Kick(room, user)).await
+            let username = parse_user(&user)?;
+            let act = match opened.profile.contact_by_name(&username)? {
+                Some(c) => RoomAct::Kick(room, c.user),
+                None => RoomAct::KickName(room, username),
+            };
+            room_request(opened, transport, "the removal", act).await
         }
         R::Link { .. } => bail!(
             "invite links are not supported yet: the SDK has no invite-link requests (and this \

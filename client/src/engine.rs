@@ -190,12 +190,14 @@ pub enum ClientError {
     #[error(transparent)]
     Keystore(#[from] KeystoreError),
     /// The relay refused a request.
-    #[error("relay refused a request: {code}")]
+    #[error("relay refused a request: {code}{}", relay_suffix(.text))]
     Relay {
         /// Its code.
         code: ErrorCode,
         /// The message concerned, if any.
         message: Option<MessageId>,
+        /// The relay's human-readable explanation (may be empty).
+        text: String,
     },
     /// An incoming message did not decrypt; it is dropped.
     #[error("could not decrypt an incoming message: {reason}")]
@@ -238,6 +240,15 @@ pub enum ClientError {
     /// The relay sent something the protocol does not allow here.
     #[error("protocol violation: {0}")]
     Protocol(&'static str),
+}
+
+/// ": TEXT" for a relay error with an explanation, nothing without.
+fn relay_suffix(text: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(": {text}")
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -667,6 +678,22 @@ impl<S: ProfileStore> Engine<S> {
                 match p {
                     // The job is in its `Info` phase: now it distributes.
                     Some(Pending::RoomInfo { job: Some(job) }) => self.advance(job, now),
+                    Some(Pending::RoomInfo { job: None }) => {
+                        // A room we were invited to: learn its members'
+                        // names (they become contacts).
+                        let me = self.me()?;
+                        for m in info.members.iter() {
+                            if m.user != me.0 && self.profile.contact(&m.user)?.is_none() {
+                                let req = self.req(Pending::UserLookup);
+                                self.transmit.push_back(ClientFrame::LookupUser(LookupUser {
+                                    req,
+                                    who: UserRef::Id(m.user),
+                                }));
+                            }
+                        }
+                        self.events
+                            .push_back(Event::RoomChanged { room: info.room });
+                    }
                     Some(Pending::Change { .. }) => {
                         self.events
                             .push_back(Event::RoomChanged { room: info.room });
@@ -808,6 +835,7 @@ impl<S: ProfileStore> Engine<S> {
             return Err(ClientError::Relay {
                 code: e.code,
                 message: None,
+                text: e.message.as_str().to_owned(),
             });
         };
         match self.pending.remove(&req) {
@@ -835,7 +863,7 @@ impl<S: ProfileStore> Engine<S> {
                 if retry {
                     Ok(())
                 } else {
-                    self.fail(job, e.code)
+                    self.fail(job, e.code, e.message.as_str().to_owned())
                 }
             }
             Some(Pending::Change {
@@ -861,25 +889,27 @@ impl<S: ProfileStore> Engine<S> {
                 | Pending::RoomInfo { job: Some(job) },
             ) => {
                 let _ = now;
-                self.fail(job, e.code)
+                self.fail(job, e.code, e.message.as_str().to_owned())
             }
             Some(Pending::Auth) => {
                 self.conn = Conn::Disconnected;
                 Err(ClientError::Relay {
                     code: e.code,
                     message: None,
+                    text: e.message.as_str().to_owned(),
                 })
             }
             _ => Err(ClientError::Relay {
                 code: e.code,
                 message: None,
+                text: e.message.as_str().to_owned(),
             }),
         }
     }
 
     /// A job the relay refused: permanent refusals drop it from the outbox,
     /// others leave it for the next connection.
-    fn fail(&mut self, job: MessageId, code: ErrorCode) -> Result<(), ClientError> {
+    fn fail(&mut self, job: MessageId, code: ErrorCode, text: String) -> Result<(), ClientError> {
         let top = self.top_of(job);
         let permanent = matches!(
             code,
@@ -896,6 +926,7 @@ impl<S: ProfileStore> Engine<S> {
         Err(ClientError::Relay {
             code,
             message: Some(top),
+            text,
         })
     }
 
@@ -1560,7 +1591,7 @@ impl<S: ProfileStore> Engine<S> {
     fn distribute(&mut self, id: MessageId, room: RoomId, now: u64) -> Result<(), ClientError> {
         let mut st = self.profile.room(&room)?.ok_or(ClientError::UnknownRoom)?;
         if !st.joined {
-            return self.fail(id, ErrorCode::NOT_A_MEMBER);
+            return self.fail(id, ErrorCode::NOT_A_MEMBER, String::new());
         }
         let dist = DistributionId::from_bytes(*room.as_bytes());
         let own = self
@@ -1729,7 +1760,19 @@ impl<S: ProfileStore> Engine<S> {
             }
             _ => {}
         }
+        let invited_me = matches!(&c.action, RoomAction::Invite { user } if *user == me.0);
+        let unnamed = st.name.is_empty();
         self.profile.save_room(&st)?;
+        // An invitation (or a change to a room we know nothing about): ask
+        // the relay for the room's name and members, which it answers for
+        // invitees too.
+        if (invited_me || unnamed) && self.is_ready() {
+            let req = self.req(Pending::RoomInfo { job: None });
+            self.transmit.push_back(ClientFrame::GetRoom(GetRoom {
+                req,
+                room: RoomRef::Id(c.room),
+            }));
+        }
         self.events.push_back(Event::RoomChanged { room: c.room });
         Ok(())
     }

@@ -223,8 +223,12 @@ async fn register_send_recv_json_between_two_profiles() {
     };
     assert_eq!(digits(&a), digits(&b));
 
-    // Rooms are not served by this relay yet: the command says so and fails.
-    let out = run(
+    // Rooms: create, invite a contact and a stranger (looked up by name),
+    // join (bob without a recv first, carol after one), a room message.
+    #[rustfmt::skip]
+    ok(&bin, &["--transport", "quic", "--profile", carol.to_str().unwrap(), "register", "--server", &quic, "--ca", &ca, "--username", "carol", "--no-passphrase"], None).await;
+    let carol = carol.to_str().unwrap();
+    ok(
         &bin,
         &[
             "--transport",
@@ -238,7 +242,69 @@ async fn register_send_recv_json_between_two_profiles() {
         None,
     )
     .await;
-    assert!(!out.status.success());
+    #[rustfmt::skip]
+    ok(&bin, &["--transport", "quic", "--profile", alice, "room", "invite", "ops", "@bob"], None).await;
+    #[rustfmt::skip]
+    ok(&bin, &["--transport", "quic", "--profile", alice, "room", "invite", "ops", "@carol"], None).await;
+    ok(
+        &bin,
+        &["--transport", "ws", "--profile", bob, "room", "join", "ops"],
+        pass,
+    )
+    .await;
+    #[rustfmt::skip]
+    ok(&bin, &["--transport", "quic", "--profile", carol, "recv", "--json", "--wait", "1"], None).await;
+    ok(
+        &bin,
+        &[
+            "--transport",
+            "quic",
+            "--profile",
+            carol,
+            "room",
+            "join",
+            "ops",
+        ],
+        None,
+    )
+    .await;
+    let members = ok(&bin, &["--profile", carol, "room", "members", "ops"], None).await;
+    assert_eq!(members.lines().count(), 3, "{members}");
+    assert!(members.contains("@carol"), "{members}");
+    #[rustfmt::skip]
+    ok(&bin, &["--transport", "quic", "--profile", alice, "send", "#ops", "hello room"], None).await;
+    #[rustfmt::skip]
+    let out = ok(&bin, &["--transport", "ws", "--profile", bob, "recv", "--json", "--wait", "2"], pass).await;
+    // Alice's earlier "third" (1:1) comes along; one room message.
+    let got: Vec<_> = json_lines(&out)
+        .into_iter()
+        .filter(|m| !m["room"].is_null())
+        .collect();
+    assert_eq!(got.len(), 1, "{out}");
+    assert_eq!(got[0]["from"], "alice");
+    assert_eq!(got[0]["room"], "ops");
+    assert_eq!(got[0]["text"], "hello room");
+    #[rustfmt::skip]
+    let out = ok(&bin, &["--transport", "quic", "--profile", carol, "recv", "--json", "--wait", "2"], None).await;
+    let got = json_lines(&out);
+    assert_eq!(got.len(), 1, "{out}");
+    assert_eq!(got[0]["room"], "ops");
+    assert_eq!(got[0]["text"], "hello room");
+
+    // Carol is removed: the next room message reaches bob, not her.
+    #[rustfmt::skip]
+    ok(&bin, &["--transport", "quic", "--profile", alice, "room", "kick", "ops", "@carol"], None).await;
+    #[rustfmt::skip]
+    ok(&bin, &["--transport", "quic", "--profile", alice, "send", "#ops", "after the kick"], None).await;
+    #[rustfmt::skip]
+    let out = ok(&bin, &["--transport", "ws", "--profile", bob, "recv", "--json", "--wait", "2"], pass).await;
+    let got = json_lines(&out);
+    assert_eq!(got.len(), 1, "{out}");
+    assert_eq!(got[0]["room"], "ops");
+    assert_eq!(got[0]["text"], "after the kick");
+    #[rustfmt::skip]
+    let out = ok(&bin, &["--transport", "quic", "--profile", carol, "recv", "--json", "--wait", "2"], None).await;
+    assert!(json_lines(&out).is_empty(), "{out}");
 
     relay.stop().await;
 }

@@ -406,6 +406,7 @@ impl Running {
             Event::Error(ClientError::Relay {
                 code,
                 message: None,
+                ..
             }) if code == ErrorCode::UNKNOWN_USER && !self.opening.is_empty() => {
                 let (name, reply) = self.opening.remove(0);
                 let _ = reply.send(Err(WorkerError::NoSuchUser(name)));
