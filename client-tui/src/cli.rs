@@ -399,13 +399,14 @@ pub(crate) async fn send(
     Ok(())
 }
 
-/// `spider send-file`: needs relay blobs, which this relay does not serve.
+/// `spider send-file`: the relay stores blobs, but the SDK cannot upload
+/// them yet, so this fails and says so.
 pub(crate) fn send_file(to: &str, path: &Path) -> anyhow::Result<()> {
     parse_dest(to)?;
     std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
     bail!(
-        "attachments need relay blob support (not served by this relay yet, and the SDK has no \
-         upload until it is): {} was not sent",
+        "sending files is not implemented in this version of spider (the relay stores \
+         attachments, the client SDK cannot upload them yet): {} was not sent",
         path.display()
     )
 }
@@ -685,7 +686,7 @@ async fn room_request(
                 e = s.events.recv() => match e {
                     Some(Event::RoomChanged { room }) => return anyhow::Ok(room),
                     Some(Event::Error(ClientError::Relay { code, text, .. })) => {
-                        bail!("the relay refused {what}: {code}{}{}", relay_text(&text), room_hint(code))
+                        bail!("the relay refused {what}: {code}{}", relay_text(&text))
                     }
                     Some(Event::Error(e)) => eprintln!("warning: {e}"),
                     Some(_) => {}
@@ -765,14 +766,6 @@ async fn sync(opened: Opened, transport: TransportChoice) -> anyhow::Result<()> 
 
 /// How long `sync` waits for more after the backlog.
 const SYNC_QUIET: Duration = Duration::from_millis(700);
-
-fn room_hint(code: ErrorCode) -> &'static str {
-    if code == ErrorCode::INTERNAL {
-        " (rooms are not served by this relay yet)"
-    } else {
-        ""
-    }
-}
 
 fn strip_hash(name: &str) -> &str {
     name.strip_prefix('#').unwrap_or(name)

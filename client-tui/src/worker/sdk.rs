@@ -1,5 +1,5 @@
 //! The worker on the real SDK: a task that owns the `spider-client`
-//! [`Client`], answers the app's [`Request`]s and turns SDK events into
+//! [`spider_client::client::Client`], answers the app's [`Request`]s and turns SDK events into
 //! [`WorkerEvent`]s.
 //!
 //! Status: 1:1 texts (sending, receiving, Sent/Delivered/Read), `/msg` by
