@@ -33,6 +33,11 @@ async fn start_relay() -> Relay {
     config.limits.max_connections_per_ip = 100_000;
     config.limits.requests_per_second = 1_000_000;
     config.limits.request_burst = 1_000_000;
+    // Every benchmark client shares one account rate and one address.
+    config.limits.account_requests_per_second = 1_000_000;
+    config.limits.account_request_burst = 1_000_000;
+    config.limits.ip_requests_per_second = 1_000_000;
+    config.limits.ip_request_burst = 1_000_000;
     config.limits.mailbox_quota = 1_000_000;
     let relay = spider_relay::server::start(config).await.unwrap();
     let ca = relay.ca_pem.clone().expect("a development CA");
