@@ -67,7 +67,6 @@ use std::io::{self, Read, Write};
 
 use aead_stream::{DecryptorBE32, EncryptorBE32};
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit};
-use hkdf::Hkdf;
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -133,11 +132,11 @@ impl AttachmentKey {
     /// The STREAM's cipher and nonce prefix, derived so that the raw file key
     /// is never used directly as a cipher key (domain separation).
     fn stream_parts(&self) -> (ChaCha20Poly1305, [u8; NONCE_PREFIX_LEN]) {
-        let hk = Hkdf::<Sha256>::new(Some(&[0u8; 32]), self.0.as_slice());
-        let mut okm = Zeroizing::new([0u8; 32 + NONCE_PREFIX_LEN]);
-        #[allow(clippy::expect_used)]
-        hk.expand(KDF_ATTACHMENT_STREAM, okm.as_mut_slice())
-            .expect("39 bytes is far below HKDF-SHA256's 255·32-byte limit");
+        let okm = crate::kdf::hkdf_fixed::<{ 32 + NONCE_PREFIX_LEN }>(
+            &crate::kdf::ZERO_SALT,
+            self.0.as_slice(),
+            KDF_ATTACHMENT_STREAM,
+        );
         let mut key = Zeroizing::new([0u8; 32]);
         key.copy_from_slice(&okm[..32]);
         let mut prefix = [0u8; NONCE_PREFIX_LEN];

@@ -15,11 +15,16 @@ use crate::primitives::{self, AEAD_KEY_LEN, AEAD_NONCE_LEN};
 const X3DH_F: [u8; 32] = [0xff; 32];
 
 /// Zero salt of hash length (X3DH §2.2, DR §5.2).
-const ZERO_SALT: [u8; 32] = [0; 32];
+pub(crate) const ZERO_SALT: [u8; 32] = [0; 32];
 
-/// HKDF-SHA256 into a fixed-size buffer. Every caller asks for at most 64
-/// bytes, far below HKDF's 8160-byte limit.
-fn hkdf_fixed<const N: usize>(salt: &[u8], ikm: &[u8], info: &[u8]) -> Zeroizing<[u8; N]> {
+/// HKDF-SHA256 into a fixed-size buffer. Every caller (here, in
+/// `sender_key` and in `attachment`) asks for at most 64 bytes, far below
+/// HKDF's 8160-byte limit.
+pub(crate) fn hkdf_fixed<const N: usize>(
+    salt: &[u8],
+    ikm: &[u8],
+    info: &[u8],
+) -> Zeroizing<[u8; N]> {
     let mut out = Zeroizing::new([0u8; N]);
     #[allow(clippy::expect_used)]
     primitives::hkdf_sha256(salt, ikm, info, &mut out[..])

@@ -99,14 +99,12 @@ use chacha20poly1305::{
     aead::{Aead, Payload},
 };
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use hkdf::Hkdf;
-use hmac::{Hmac, Mac};
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::domain::{KDF_SENDER_KEY_MESSAGE_KEYS, SIG_SENDER_KEY_MESSAGE};
+use crate::{kdf, primitives};
 
 /// Version byte that opens every Sender Key payload.
 pub const WIRE_VERSION: u8 = crate::domain::WIRE_VERSION;
@@ -262,23 +260,21 @@ impl<'de> Deserialize<'de> for SigningSeed {
     }
 }
 
-fn hmac_sha256(key: &[u8; 32], input: &[u8]) -> [u8; 32] {
-    #[allow(clippy::expect_used)]
-    let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key)
-        .expect("HMAC accepts keys of any length (RFC 2104 §2)");
-    mac.update(input);
-    mac.finalize().into_bytes().into()
-}
-
 impl ChainKey {
     /// Sender Keys spec: message key seed = HMAC(CK, 0x01).
     fn message_key(&self) -> MessageKey {
-        MessageKey(Box::new(hmac_sha256(&self.0, &[0x01])))
+        MessageKey(Box::new(*primitives::hmac_sha256(
+            self.0.as_slice(),
+            &[0x01],
+        )))
     }
 
     /// Sender Keys spec: next chain key = HMAC(CK, 0x02).
     fn next(&self) -> ChainKey {
-        ChainKey(Box::new(hmac_sha256(&self.0, &[0x02])))
+        ChainKey(Box::new(*primitives::hmac_sha256(
+            self.0.as_slice(),
+            &[0x02],
+        )))
     }
 }
 
@@ -290,11 +286,11 @@ struct AeadKeys {
 
 impl MessageKey {
     fn aead_keys(&self) -> AeadKeys {
-        let hk = Hkdf::<Sha256>::new(Some(&[0u8; 32]), self.0.as_slice());
-        let mut okm = Zeroizing::new([0u8; 44]);
-        #[allow(clippy::expect_used)]
-        hk.expand(KDF_SENDER_KEY_MESSAGE_KEYS, okm.as_mut_slice())
-            .expect("44 bytes is far below HKDF-SHA256's 255·32-byte limit");
+        let okm = kdf::hkdf_fixed::<44>(
+            &kdf::ZERO_SALT,
+            self.0.as_slice(),
+            KDF_SENDER_KEY_MESSAGE_KEYS,
+        );
         let mut key = Zeroizing::new([0u8; 32]);
         key.copy_from_slice(&okm[..32]);
         let mut nonce = [0u8; 12];
