@@ -41,9 +41,8 @@
 //! # Events
 //!
 //! [`Event::Attachment`] carries [`AttachmentEvent`]s: progress in plaintext
-//! bytes for both directions (at most about a hundred per transfer; progress
-//! events are dropped rather than waited for when the application reads
-//! events slowly), [`AttachmentEvent::Saved`] when a download is complete,
+//! bytes for both directions (one per percent at most, the first at 0 and
+//! the last at the whole size), [`AttachmentEvent::Saved`] when a download is complete,
 //! and [`AttachmentEvent::Failed`] with an [`AttachmentError`] that says what
 //! went wrong (quota full, file too large, blob expired, digest mismatch...).
 //!

@@ -400,8 +400,9 @@ impl Transfers {
     }
 }
 
-/// Progress events for one transfer: at most one per percent, dropped
-/// rather than waited for when the application is behind.
+/// Progress events for one transfer: at most one per percent. Like every
+/// event they wait for room in the application's bounded channel: an
+/// application that stops reading events stops its transfers too.
 struct Progress {
     id: MessageId,
     direction: Direction,
@@ -410,7 +411,7 @@ struct Progress {
 }
 
 impl Progress {
-    fn report(&mut self, (done, total): (u64, u64)) {
+    async fn report(&mut self, (done, total): (u64, u64)) {
         let pct = if total == 0 {
             100
         } else {
@@ -422,12 +423,13 @@ impl Progress {
         self.last = Some(pct);
         let _ = self
             .events
-            .try_send(Event::Attachment(AttachmentEvent::Progress {
+            .send(Event::Attachment(AttachmentEvent::Progress {
                 id: self.id,
                 direction: self.direction,
                 done,
                 total,
-            }));
+            }))
+            .await;
     }
 }
 
@@ -504,6 +506,8 @@ async fn run(
     let mut attempt = 0;
     loop {
         attempt += 1;
+        // Each attempt starts from the first byte; so does its progress.
+        progress.last = None;
         let r = match &kind {
             JobKind::Upload { file, .. } => upload(file, &mut channel, reqs, &mut progress)
                 .await
@@ -548,7 +552,7 @@ async fn upload(
     let mut io = channel.open().await?;
     let r = async {
         io.send(up.start(start)).await?;
-        progress.report((0, up.size()));
+        progress.report((0, up.size())).await;
         while !up.ready() {
             if up.handle(io.recv().await?)?.is_some() {
                 return Err(AttachmentError::Protocol("stored before any chunk").into());
@@ -563,7 +567,7 @@ async fn upload(
                     _ => Err(e),
                 };
             }
-            progress.report(up.progress());
+            progress.report(up.progress()).await;
         }
         loop {
             if let Some(pointer) = up.handle(io.recv().await?)? {
@@ -588,14 +592,14 @@ async fn download(
     let mut io = channel.open().await?;
     let r = async {
         io.send(d.request(req)).await?;
-        progress.report(d.progress());
+        progress.report(d.progress()).await;
         loop {
             let f = io.recv().await?;
             if let Some(path) = d.handle(f)? {
-                progress.report(d.progress());
+                progress.report(d.progress()).await;
                 return Ok(path);
             }
-            progress.report(d.progress());
+            progress.report(d.progress()).await;
         }
     }
     .await;
