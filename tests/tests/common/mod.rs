@@ -18,6 +18,8 @@ use spider_relay::config::Config;
 use spider_relay::server::RunningRelay;
 use tokio::sync::mpsc;
 
+pub mod cli;
+
 /// Only there so that a broken build fails instead of hanging. No test
 /// asserts a speed.
 pub const PATIENCE: Duration = Duration::from_secs(60);
