@@ -486,16 +486,9 @@ async fn wait_file_sent(s: &mut Session, id: MessageId, path: &Path) -> anyhow::
 /// `NAME [#######.........]  45%  1.2 of 2.5 MiB`, for a terminal.
 fn progress_line(name: &str, done: u64, total: u64) -> String {
     const WIDTH: u64 = 24;
-    let filled = if total == 0 {
-        WIDTH
-    } else {
-        done.min(total) * WIDTH / total
-    };
-    let pct = if total == 0 {
-        100
-    } else {
-        done.min(total) * 100 / total
-    };
+    let done = done.min(total);
+    let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH);
+    let pct = (done * 100).checked_div(total).unwrap_or(100);
     let bar: String = (0..WIDTH)
         .map(|i| if i < filled { '#' } else { '.' })
         .collect();
@@ -1167,6 +1160,22 @@ pub(crate) fn safety(dir: &Path, user: &str, mark_verified: bool) -> anyhow::Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_upload_progress_line_fills_with_the_bytes_sent() {
+        assert_eq!(
+            progress_line("a.bin", 0, 2 * 1024 * 1024),
+            "a.bin [........................]   0%  0.0 of 2.0 MiB"
+        );
+        assert_eq!(
+            progress_line("a.bin", 1024 * 1024, 2 * 1024 * 1024),
+            "a.bin [############............]  50%  1.0 of 2.0 MiB"
+        );
+        assert_eq!(
+            progress_line("empty", 0, 0),
+            "empty [########################] 100%  0.0 of 0.0 MiB"
+        );
+    }
 
     #[test]
     fn relay_names_for_addresses() {
