@@ -84,7 +84,7 @@ impl Download {
         let dec = AttachmentDecryptor::new(p).map_err(|_| AttachmentError::BadPointer)?;
         std::fs::create_dir_all(dir).map_err(|e| io(&e))?;
         let part = part_path(dir, id);
-        let out = File::create(&part).map_err(|e| io(&e))?;
+        let out = create_private(&part).map_err(|e| io(&e))?;
         let expected = blob_len(p.size);
         Ok(Self {
             blob,
@@ -205,6 +205,19 @@ impl Drop for Download {
     }
 }
 
+/// Creates (or truncates) a file only its owner can read: what arrives in
+/// a private conversation stays private on a shared machine.
+fn create_private(path: &Path) -> std::io::Result<File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        o.mode(0o600);
+    }
+    o.open(path)
+}
+
 fn decrypt_error(e: DecryptError) -> Failure {
     Failure::Fatal(match e {
         DecryptError::DigestMismatch => AttachmentError::DigestMismatch,
@@ -317,6 +330,12 @@ mod tests {
             drop(d);
             assert_eq!(path, saved_path(dir.path(), id(), "photo.png"));
             assert_eq!(std::fs::read(&path).unwrap(), plain, "len {len}");
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+                assert_eq!(mode & 0o777, 0o600, "only the owner reads a saved file");
+            }
             std::fs::remove_file(&path).unwrap();
             assert_empty(dir.path());
         }
