@@ -1,5 +1,5 @@
-//! The non-interactive subcommands: `register`, `send`, `recv`, `room`,
-//! `contacts`, `safety`, `verify`, `profile set`, `send-file`.
+//! The non-interactive subcommands: `register`, `send`, `send-file`, `recv`,
+//! `room`, `contacts`, `safety`, `verify`, `profile set`.
 //!
 //! Each opens the profile, starts the SDK's [`Client`] for as long as the
 //! command needs the relay, and stops it again. The profile remembers the
@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use serde::{Deserialize, Serialize};
+use spider_client::attachments::{Attachment, AttachmentEvent, files_dir};
 use spider_client::client::{Backoff, Client, ClientConfig};
 use spider_client::content::Body;
 use spider_client::engine::{ClientError, Engine, Event};
@@ -399,15 +400,103 @@ pub(crate) async fn send(
     Ok(())
 }
 
-/// `spider send-file`: the relay stores blobs, but the SDK cannot upload
-/// them yet, so this fails and says so.
-pub(crate) fn send_file(to: &str, path: &Path) -> anyhow::Result<()> {
-    parse_dest(to)?;
-    std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    bail!(
-        "sending files is not implemented in this version of spider (the relay stores \
-         attachments, the client SDK cannot upload them yet): {} was not sent",
-        path.display()
+/// `spider send-file`: uploads the file (encrypted), sends the message
+/// that carries it, and waits until the relay has both. Progress goes to
+/// stderr when it is a terminal; a final line in any case.
+pub(crate) async fn send_file(
+    dir: &Path,
+    to: &str,
+    path: &Path,
+    transport: TransportChoice,
+) -> anyhow::Result<()> {
+    let dest = parse_dest(to)?;
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    let opened = open_profile(dir)?;
+    let cfg = cli_config(&opened.profile)?;
+    let room = match &dest {
+        Dest::Room(r) => Some(find_room(&opened.profile, r)?),
+        Dest::User(_) => None,
+    };
+    let mut s = start(opened.profile, &cfg, transport).await?;
+    let result = async {
+        let id = match (&dest, room) {
+            (_, Some(room)) => s.client.send_room_file(room, path).await,
+            (Dest::User(u), _) => s.client.send_file(u.clone(), path).await,
+            (Dest::Room(_), None) => bail!("no room"),
+        }
+        .map_err(|e| anyhow!("{} was not sent: {e}", path.display()))?;
+        wait_file_sent(&mut s, id, path).await?;
+        anyhow::Ok(id)
+    }
+    .await;
+    s.client.shutdown().await;
+    let id = result?;
+    eprintln!(
+        "sent {} ({} bytes) as {id} to {to}",
+        path.display(),
+        meta.len()
+    );
+    Ok(())
+}
+
+/// Waits until the file message `id` is uploaded and acknowledged. The
+/// patience starts again with each bit of progress: a large file on a slow
+/// link is not cut off, a stalled one is.
+async fn wait_file_sent(s: &mut Session, id: MessageId, path: &Path) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    let tty = std::io::stderr().is_terminal();
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let deadline = tokio::time::sleep(REQUEST_PATIENCE);
+    tokio::pin!(deadline);
+    let result = loop {
+        tokio::select! {
+            () = &mut deadline => break Err(anyhow!("the upload of {} stalled for {}s; nothing was sent", path.display(), REQUEST_PATIENCE.as_secs())),
+            e = s.events.recv() => match e {
+                Some(Event::Attachment(AttachmentEvent::Progress { id: p, done, total, .. })) if p == id => {
+                    deadline.as_mut().reset(tokio::time::Instant::now() + REQUEST_PATIENCE);
+                    if tty {
+                        eprint!("\r{}", progress_line(&name, done, total));
+                        let _ = std::io::stderr().flush();
+                    }
+                }
+                Some(Event::Attachment(AttachmentEvent::Failed { id: f, error, .. })) if f == id => {
+                    break Err(anyhow!("{} was not sent: {error}", path.display()));
+                }
+                Some(Event::Sent { id: sent }) if sent == id => break Ok(()),
+                Some(Event::Error(ClientError::Relay { code, message: Some(m), text })) if m == id => {
+                    break Err(anyhow!("the relay refused the file message: {code}{}{}", relay_text(&text), hint(code)));
+                }
+                Some(Event::Error(e)) => eprintln!("warning: {e}"),
+                Some(_) => {}
+                None => break Err(anyhow!("the client stopped")),
+            }
+        }
+    };
+    if tty {
+        eprintln!();
+    }
+    result
+}
+
+/// `NAME [#######.........]  45%  1.2 of 2.5 MiB`, for a terminal.
+fn progress_line(name: &str, done: u64, total: u64) -> String {
+    const WIDTH: u64 = 24;
+    let done = done.min(total);
+    let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH);
+    let pct = (done * 100).checked_div(total).unwrap_or(100);
+    let bar: String = (0..WIDTH)
+        .map(|i| if i < filled { '#' } else { '.' })
+        .collect();
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    format!(
+        "{name} [{bar}] {pct:>3}%  {:.1} of {:.1} MiB",
+        mib(done),
+        mib(total)
     )
 }
 
@@ -439,6 +528,12 @@ pub(crate) struct AttachmentInfo {
     pub(crate) media_type: String,
     /// Size in bytes.
     pub(crate) size: u64,
+    /// Where the decrypted file was saved (in the profile's `files/`); null
+    /// if it could not be.
+    pub(crate) path: Option<String>,
+    /// Why it could not be saved; absent when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
 }
 
 struct Names {
@@ -484,6 +579,8 @@ fn received(
                 name: file_name.clone(),
                 media_type: media_type.clone(),
                 size: *size,
+                path: None,
+                error: None,
             }),
         ),
         _ => return None,
@@ -529,13 +626,51 @@ fn print_received(r: &Received, json: bool) -> anyhow::Result<()> {
             .map_or_else(String::new, |room| format!(" in #{room}"));
         let what = match (&r.text, &r.attachment) {
             (Some(t), _) => t.clone(),
-            (None, Some(a)) => format!("[file {} ({} bytes)]", a.name, a.size),
+            (None, Some(a)) => match (&a.path, &a.error) {
+                (Some(p), _) => format!("[file {} ({} bytes)] saved to {p}", a.name, a.size),
+                (None, Some(e)) => format!("[file {} ({} bytes)] not saved: {e}", a.name, a.size),
+                (None, None) => format!("[file {} ({} bytes)]", a.name, a.size),
+            },
             (None, None) => String::new(),
         };
         writeln!(out, "{at} @{}{place}: {what}", r.from)?;
     }
     out.flush()?;
     Ok(())
+}
+
+/// A message `recv` is about to print. Lines go out in arrival order: one
+/// waits for its sender's name (a live message from someone being looked
+/// up) and for its file to be saved, and the lines behind it wait too.
+struct Pending {
+    /// The sender, while their name may still come (`None`: print as is).
+    user: Option<UserId>,
+    id: MessageId,
+    r: Received,
+    /// The attachment, while its download runs.
+    file: Option<Attachment>,
+}
+
+/// A saved file's path for `recv` to print: absolute when it can be.
+fn shown_path(p: &Path) -> String {
+    std::fs::canonicalize(p)
+        .unwrap_or_else(|_| p.to_owned())
+        .display()
+        .to_string()
+}
+
+/// Records the end of message `id`'s download in its waiting line.
+fn file_done(waiting: &mut VecDeque<Pending>, id: MessageId, result: Result<&Path, String>) {
+    let Some(p) = waiting.iter_mut().find(|p| p.id == id && p.file.is_some()) else {
+        return;
+    };
+    p.file = None;
+    if let Some(a) = p.r.attachment.as_mut() {
+        match result {
+            Ok(path) => a.path = Some(shown_path(path)),
+            Err(e) => a.error = Some(e),
+        }
+    }
 }
 
 /// `spider recv`.
@@ -551,8 +686,9 @@ pub(crate) async fn recv(
     let mut printed: Vec<MessageId> = opened.profile.get(K_PRINTED)?.unwrap_or_default();
     let mut seen: HashSet<MessageId> = printed.iter().copied().collect();
     let mut names = Names::load(&opened.profile)?;
+    let files = files_dir(dir);
     // Messages that arrived while another command ran are in history.
-    let mut backlog = Vec::new();
+    let mut waiting: VecDeque<Pending> = VecDeque::new();
     for h in opened.profile.history()? {
         if Some(h.from) == me || seen.contains(&h.id) {
             continue;
@@ -560,29 +696,54 @@ pub(crate) async fn recv(
         if let Ok(c) = h.decode()
             && let Some(r) = received(&names, h.id, h.from, h.room, &c.body, h.at_ms)
         {
-            backlog.push((h.id, r));
+            seen.insert(h.id);
+            waiting.push_back(Pending {
+                user: None,
+                id: h.id,
+                r,
+                file: Attachment::from_body(&c.body),
+            });
         }
     }
     let pass = copy_passphrase(&opened.passphrase);
     let mut s = start(opened.profile, &cfg, transport).await?;
     let mut out = Vec::new();
     let result = async {
-        for (id, r) in backlog {
-            print_received(&r, json)?;
-            seen.insert(id);
-            out.push(id);
+        for p in &waiting {
+            if let Some(a) = &p.file {
+                s.client.download(p.id, a.clone(), &files).await?;
+            }
         }
         let mut caught_up = false;
-        // Messages from senders whose name is being looked up, in arrival
-        // order; later messages wait behind them so that order holds.
-        let mut waiting: VecDeque<(UserId, MessageId, Received)> = VecDeque::new();
+        // Last sign of life of a download: a stalled one does not hold
+        // `recv` up for ever.
+        let mut file_news = std::time::Instant::now();
         let patience = tokio::time::sleep(CONNECT_PATIENCE);
         tokio::pin!(patience);
         let result = loop {
+            while let Some(p) = waiting.front_mut() {
+                if p.file.is_some() {
+                    break;
+                }
+                if let Some(u) = p.user {
+                    let Some(name) = names.users.get(&u) else { break };
+                    p.r.from = name.clone();
+                }
+                if let Some(p) = waiting.pop_front() {
+                    print_received(&p.r, json)?;
+                    out.push(p.id);
+                }
+            }
             tokio::select! {
                 () = &mut patience => {
-                    if caught_up { break Ok(()) }
-                    break Err(anyhow!("the relay did not deliver the backlog within {}s", CONNECT_PATIENCE.as_secs()));
+                    if !caught_up {
+                        break Err(anyhow!("the relay did not deliver the backlog within {}s", CONNECT_PATIENCE.as_secs()));
+                    }
+                    let downloading = waiting.iter().any(|p| p.file.is_some());
+                    if !downloading || file_news.elapsed() >= REQUEST_PATIENCE {
+                        break Ok(());
+                    }
+                    patience.as_mut().reset(tokio::time::Instant::now() + wait.max(Duration::from_secs(1)));
                 }
                 e = s.events.recv() => match e {
                     Some(Event::CaughtUp) => {
@@ -593,7 +754,12 @@ pub(crate) async fn recv(
                         if from.user != s.me && seen.insert(id)
                             && let Some(r) = received(&names, id, from.user, room, &content.body, sent_at.0)
                         {
-                            waiting.push_back((from.user, id, r));
+                            let file = Attachment::from_body(&content.body);
+                            if let Some(a) = &file {
+                                s.client.download(id, a.clone(), &files).await?;
+                                file_news = std::time::Instant::now();
+                            }
+                            waiting.push_back(Pending { user: Some(from.user), id, r, file });
                         }
                         if caught_up {
                             patience.as_mut().reset(tokio::time::Instant::now() + wait);
@@ -602,24 +768,34 @@ pub(crate) async fn recv(
                     Some(Event::ContactUpdated { user, username }) => {
                         names.users.insert(user, username.as_str().to_owned());
                     }
+                    Some(Event::Attachment(AttachmentEvent::Saved { id, path })) => {
+                        file_news = std::time::Instant::now();
+                        file_done(&mut waiting, id, Ok(&path));
+                    }
+                    Some(Event::Attachment(AttachmentEvent::Failed { id, error, .. })) => {
+                        file_news = std::time::Instant::now();
+                        eprintln!("warning: the file of message {id} was not saved: {error}");
+                        file_done(&mut waiting, id, Err(error.to_string()));
+                    }
+                    Some(Event::Attachment(AttachmentEvent::Progress { .. })) => {
+                        file_news = std::time::Instant::now();
+                    }
                     Some(Event::Error(e)) => eprintln!("warning: {e}"),
                     Some(_) => {}
                     None => break Err(anyhow!("the client stopped")),
                 }
             }
-            while let Some((user, _, _)) = waiting.front() {
-                let Some(name) = names.users.get(user).cloned() else { break };
-                if let Some((_, id, mut r)) = waiting.pop_front() {
-                    r.from = name;
-                    print_received(&r, json)?;
-                    out.push(id);
-                }
-            }
         };
-        // Names that never came: the account id it is.
-        for (_, id, r) in waiting {
-            print_received(&r, json)?;
-            out.push(id);
+        // What is left: names that never came (the account id it is), and
+        // files whose download did not end.
+        for mut p in waiting.drain(..) {
+            if p.file.take().is_some()
+                && let Some(a) = p.r.attachment.as_mut()
+            {
+                a.error = Some("the download did not finish".to_owned());
+            }
+            print_received(&p.r, json)?;
+            out.push(p.id);
         }
         result
     }
@@ -984,6 +1160,22 @@ pub(crate) fn safety(dir: &Path, user: &str, mark_verified: bool) -> anyhow::Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_upload_progress_line_fills_with_the_bytes_sent() {
+        assert_eq!(
+            progress_line("a.bin", 0, 2 * 1024 * 1024),
+            "a.bin [........................]   0%  0.0 of 2.0 MiB"
+        );
+        assert_eq!(
+            progress_line("a.bin", 1024 * 1024, 2 * 1024 * 1024),
+            "a.bin [############............]  50%  1.0 of 2.0 MiB"
+        );
+        assert_eq!(
+            progress_line("empty", 0, 0),
+            "empty [########################] 100%  0.0 of 0.0 MiB"
+        );
+    }
 
     #[test]
     fn relay_names_for_addresses() {

@@ -113,7 +113,8 @@ enum Command {
         #[arg(required = true, num_args = 1..)]
         text: Vec<String>,
     },
-    /// Send a file to @USER or #ROOM (needs relay blob support).
+    /// Send a file to @USER or #ROOM: encrypted, uploaded, and announced in
+    /// a message; waits until the relay has both.
     SendFile {
         /// @USER or '#ROOM'.
         to: String,
@@ -124,8 +125,10 @@ enum Command {
     /// --wait seconds pass without anything new.
     ///
     /// With --json, one object per line: id, from, from_id, room (or null),
-    /// text (or null), attachment (or null), sent_at (ms since the epoch).
-    /// A message is printed by one `recv` only.
+    /// text (or null), attachment (or null: else name, media_type, size,
+    /// path), sent_at (ms since the epoch). Files are downloaded, checked and
+    /// decrypted into DIR/files before their line is printed. A message is
+    /// printed by one `recv` only.
     Recv {
         /// One JSON object per line.
         #[arg(long)]
@@ -302,7 +305,9 @@ fn run() -> anyhow::Result<()> {
         Command::Send { to, text } => {
             rt.block_on(cli::send(&profile()?, &to, &text.join(" "), transport))
         }
-        Command::SendFile { to, path } => cli::send_file(&to, &path),
+        Command::SendFile { to, path } => {
+            rt.block_on(cli::send_file(&profile()?, &to, &path, transport))
+        }
         Command::Recv { json, wait } => rt.block_on(cli::recv(
             &profile()?,
             json,

@@ -344,7 +344,9 @@ impl AppState {
     }
 
     /// Appends a message unless one with its id is already there (the worker
-    /// may replay after a reconnect; no duplicates are shown).
+    /// may replay after a reconnect; no duplicates are shown). A replayed
+    /// file message may bring the image of a file that finished
+    /// downloading: that becomes the shown message's preview.
     fn push_message(&mut self, id: ConversationId, message: ChatMessage) -> bool {
         if let MessageBody::File(a) = &message.body
             && let Some(bytes) = &a.image
@@ -357,7 +359,13 @@ impl AppState {
             }
         }
         let c = self.conversation_mut(id);
-        if c.messages.iter().any(|m| m.id == message.id) {
+        if let Some(shown) = c.messages.iter_mut().find(|m| m.id == message.id) {
+            if let (MessageBody::File(shown), MessageBody::File(new)) =
+                (&mut shown.body, message.body)
+                && shown.image.is_none()
+            {
+                shown.image = new.image;
+            }
             return false;
         }
         // Someone who sent a message has stopped typing it.
@@ -988,6 +996,51 @@ pub(crate) mod tests {
             total: 100,
         });
         assert!(s.transfers().is_empty());
+    }
+
+    #[test]
+    fn a_downloaded_image_replayed_becomes_the_preview_of_the_shown_message() {
+        let mut s = signed_in();
+        let id = MessageId::from_bytes([6; 16]);
+        let mut m = text(6, "bob", false, T0, "");
+        m.body = MessageBody::File(Attachment {
+            name: "cat.png".into(),
+            size: 100,
+            transferred: Some(0),
+            image: None,
+        });
+        let bob = ConversationId::Direct(user(2));
+        s.apply(WorkerEvent::MessageReceived {
+            conversation: bob,
+            message: m.clone(),
+        });
+        assert!(!s.previews.contains_key(&id));
+        let unread = s.conversations[&bob].unread;
+        // Downloaded: the worker says so, then replays it with the image.
+        s.apply(WorkerEvent::FileProgress {
+            conversation: bob,
+            message: id,
+            done: 100,
+            total: 100,
+        });
+        m.body = MessageBody::File(Attachment {
+            name: "cat.png".into(),
+            size: 100,
+            transferred: None,
+            image: Some(crate::preview::demo_png(8, 8)),
+        });
+        s.apply(WorkerEvent::MessageReceived {
+            conversation: bob,
+            message: m,
+        });
+        let c = &s.conversations[&bob];
+        assert_eq!(c.messages.len(), 1);
+        assert_eq!(c.unread, unread, "a replay is not a new message");
+        assert!(matches!(
+            &c.messages[0].body,
+            MessageBody::File(a) if a.image.is_some() && a.transferred.is_none()
+        ));
+        assert!(s.previews.contains_key(&id));
     }
 
     #[test]

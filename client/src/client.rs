@@ -15,6 +15,7 @@ use spider_protocol::name::{RoomName, Username};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::attachments::{Transfers, Work};
 use crate::content::ReceiptKind;
 use crate::engine::{ClientError, Engine, Event, Recipient};
 use crate::store::ProfileStore;
@@ -82,7 +83,7 @@ pub enum DriverError {
 
 type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
 
-enum Command {
+pub(crate) enum Command {
     SendText(Recipient, String, Reply<MessageId>),
     SendRoom(RoomId, String, Reply<MessageId>),
     Receipt(UserId, ReceiptKind, Vec<MessageId>, Reply<MessageId>),
@@ -92,6 +93,8 @@ enum Command {
     Invite(RoomId, UserId, Reply<()>),
     Accept(RoomId, Reply<()>),
     Kick(RoomId, UserId, Reply<()>),
+    /// Files: [`crate::attachments`].
+    Attachment(crate::attachments::Request),
     Shutdown,
 }
 
@@ -125,6 +128,11 @@ impl Client {
         let (etx, erx) = mpsc::channel(CHANNEL_CAPACITY);
         let task = tokio::spawn(run(engine, config, rx, etx));
         (Self { tx, task }, erx)
+    }
+
+    /// Hands a command to the driver.
+    pub(crate) async fn send_command(&self, c: Command) -> Result<(), DriverError> {
+        self.tx.send(c).await.map_err(|_| DriverError::Stopped)
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, DriverError> {
@@ -233,7 +241,7 @@ impl Client {
 }
 
 /// Runs one command; returns false for shutdown.
-fn command<S: ProfileStore>(engine: &mut Engine<S>, c: Command) -> bool {
+fn command<S: ProfileStore>(engine: &mut Engine<S>, transfers: &mut Transfers, c: Command) -> bool {
     let now = now_ms();
     match c {
         Command::SendText(to, text, r) => {
@@ -263,6 +271,7 @@ fn command<S: ProfileStore>(engine: &mut Engine<S>, c: Command) -> bool {
         Command::Kick(room, user, r) => {
             let _ = r.send(engine.kick(room, user, now));
         }
+        Command::Attachment(r) => transfers.request(engine, r),
         Command::Shutdown => return false,
     }
     true
@@ -297,6 +306,7 @@ async fn session<S: ProfileStore>(
     link: &mut Link,
     rx: &mut mpsc::Receiver<Command>,
     events: &mpsc::Sender<Event>,
+    transfers: &mut Transfers,
 ) -> SessionEnd {
     loop {
         while let Some(f) = engine.poll_transmit() {
@@ -313,6 +323,9 @@ async fn session<S: ProfileStore>(
         if engine.wants_close() {
             return SessionEnd::Lost;
         }
+        if engine.is_ready() {
+            transfers.start(link);
+        }
         let deadline = engine.poll_timeout();
         let sleep = async {
             match deadline {
@@ -325,15 +338,24 @@ async fn session<S: ProfileStore>(
         };
         tokio::select! {
             frame = link.recv() => match frame {
-                Ok(f) => engine.handle_frame(f, now_ms()),
+                Ok(f) => if let Some(f) = transfers.route(f).await {
+                    engine.handle_frame(f, now_ms());
+                },
                 Err(e) => {
                     let _ = events.send(Event::Error(ClientError::Transport(e.to_string()))).await;
                     return SessionEnd::Lost;
                 }
             },
             c = rx.recv() => match c {
-                Some(c) => if !command(engine, c) { return SessionEnd::Shutdown },
+                Some(c) => if !command(engine, transfers, c) { return SessionEnd::Shutdown },
                 None => return SessionEnd::Shutdown,
+            },
+            w = transfers.next() => match w {
+                Work::Send(f) => if let Err(e) = link.send(&f).await {
+                    let _ = events.send(Event::Error(ClientError::Transport(e.to_string()))).await;
+                    return SessionEnd::Lost;
+                },
+                Work::Done(d) => transfers.finish(engine, d, now_ms()),
             },
             () = sleep => engine.handle_timeout(now_ms()),
         }
@@ -344,6 +366,7 @@ async fn session<S: ProfileStore>(
 /// Returns false on shutdown.
 async fn wait<S: ProfileStore>(
     engine: &mut Engine<S>,
+    transfers: &mut Transfers,
     rx: &mut mpsc::Receiver<Command>,
     events: &mpsc::Sender<Event>,
     delay: Duration,
@@ -355,7 +378,7 @@ async fn wait<S: ProfileStore>(
             () = &mut sleep => return true,
             c = rx.recv() => match c {
                 Some(c) => {
-                    if !command(engine, c) {
+                    if !command(engine, transfers, c) {
                         return false;
                     }
                     let _ = forward(engine, events).await;
@@ -374,6 +397,7 @@ async fn run<S: ProfileStore>(
 ) {
     let mut jitter = crate::profile::os_rng();
     let mut attempt: u32 = 0;
+    let mut transfers = Transfers::new(events.clone());
     loop {
         let connecting = transport::connect(&config.target, config.transport);
         tokio::pin!(connecting);
@@ -382,7 +406,7 @@ async fn run<S: ProfileStore>(
                 r = &mut connecting => break Some(r),
                 c = rx.recv() => match c {
                     Some(c) => {
-                        if !command(&mut engine, c) {
+                        if !command(&mut engine, &mut transfers, c) {
                             break None;
                         }
                         let _ = forward(&mut engine, &events).await;
@@ -398,9 +422,10 @@ async fn run<S: ProfileStore>(
         match outcome {
             Ok((mut link, exporter)) => {
                 engine.connect(exporter, now_ms());
-                let end = session(&mut engine, &mut link, &mut rx, &events).await;
+                let end = session(&mut engine, &mut link, &mut rx, &events, &mut transfers).await;
                 let was_ready = engine.is_ready();
                 engine.disconnected(now_ms());
+                transfers.interrupted(&mut engine, now_ms()).await;
                 let _ = forward(&mut engine, &events).await;
                 link.close().await;
                 match end {
@@ -425,7 +450,7 @@ async fn run<S: ProfileStore>(
                 attempt = attempt.saturating_add(1);
             }
         }
-        if !wait(&mut engine, &mut rx, &events, delay).await {
+        if !wait(&mut engine, &mut transfers, &mut rx, &events, delay).await {
             return;
         }
     }

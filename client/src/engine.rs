@@ -180,6 +180,9 @@ pub enum Event {
     },
     /// Something failed; the engine goes on.
     Error(ClientError),
+    /// An attachment's transfer moved on, finished or failed (see
+    /// [`crate::attachments`]).
+    Attachment(crate::attachments::AttachmentEvent),
 }
 
 /// Why a command or an incoming frame failed.
@@ -460,6 +463,12 @@ impl<S: ProfileStore> Engine<S> {
     /// The next event for the application, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// Queues an event from the driver's side (attachments), in order with
+    /// the engine's own.
+    pub(crate) fn push_event(&mut self, e: Event) {
+        self.events.push_back(e);
     }
 
     /// When [`Self::handle_timeout`] wants to be called.
@@ -1102,6 +1111,24 @@ impl<S: ProfileStore> Engine<S> {
             },
             body,
         };
+        self.submit_content(target, content, visible, now)
+    }
+
+    /// Writes `content` (whose header names its id, room and addressee) to
+    /// the outbox, and to history if `visible`, then sends it when connected.
+    pub(crate) fn submit_content(
+        &mut self,
+        target: Target,
+        content: Content,
+        visible: bool,
+        now: u64,
+    ) -> Result<MessageId, ClientError> {
+        let Header {
+            message_id: id,
+            room,
+            to,
+            ..
+        } = content.header;
         let bytes = content.encode()?;
         let entry = OutboxEntry {
             id,
@@ -2064,7 +2091,8 @@ impl<S: ProfileStore> Engine<S> {
 
 impl<S: ProfileStore> Engine<S> {
     /// Names of the relay's frames this engine does not act on yet, for
-    /// documentation: blobs, contacts, profiles, invite links.
+    /// documentation: blobs (the driver's transfers handle those, see
+    /// [`crate::attachments`]), contacts, profiles, invite links.
     pub const UNHANDLED: &'static [&'static str] = &[
         "BlobUploadReady",
         "BlobStored",

@@ -27,6 +27,8 @@
 //! - [`engine`]: the sans-I/O client state machine.
 //! - [`transport`], [`client`]: QUIC and WebSocket links and the async
 //!   driver.
+//! - [`attachments`]: files, encrypted and uploaded as blobs, sent as
+//!   pointers inside messages; downloaded, checked and decrypted to disk.
 //!
 //! # Walkthrough
 //!
@@ -87,6 +89,7 @@
 //! # }
 //! ```
 
+pub mod attachments;
 pub mod client;
 pub mod content;
 pub mod crypto_store;

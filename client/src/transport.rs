@@ -359,3 +359,85 @@ impl Link {
         }
     }
 }
+
+impl Link {
+    /// The QUIC connection, to open blob streams on; `None` on WebSocket,
+    /// where blob frames share the one connection.
+    pub fn quic_connection(&self) -> Option<quinn::Connection> {
+        match self {
+            Self::Quic { connection, .. } => Some(connection.clone()),
+            Self::WebSocket(_) => None,
+        }
+    }
+}
+
+/// One blob transfer's own bidirectional QUIC stream (docs/protocol.md
+/// §2.1): the control stream's length-prefixed framing, no `Hello` (the
+/// stream belongs to the authenticated connection), one transfer.
+#[derive(Debug)]
+pub struct BlobStream {
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    decoder: FrameDecoder<ServerFrame>,
+}
+
+impl BlobStream {
+    /// Opens a stream on an authenticated connection. Waits while the
+    /// relay's stream limit is reached.
+    ///
+    /// # Errors
+    /// [`TransportError::Quic`] if the connection is gone.
+    pub async fn open(connection: &quinn::Connection) -> Result<Self, TransportError> {
+        let (send, recv) = connection
+            .open_bi()
+            .await
+            .map_err(|e| TransportError::Quic(e.to_string()))?;
+        Ok(Self {
+            send,
+            recv,
+            decoder: FrameDecoder::new(),
+        })
+    }
+
+    /// Writes one frame.
+    ///
+    /// # Errors
+    /// [`TransportError`].
+    pub async fn send(&mut self, frame: &ClientFrame) -> Result<(), TransportError> {
+        let mut buf = Vec::new();
+        codec::encode_stream(frame, &mut buf)?;
+        self.send
+            .write_all(&buf)
+            .await
+            .map_err(|e| TransportError::Quic(e.to_string()))
+    }
+
+    /// Reads the next frame (cancel-safe, like [`Link::recv`]).
+    ///
+    /// # Errors
+    /// [`TransportError::Closed`] when the relay finished the stream.
+    pub async fn recv(&mut self) -> Result<ServerFrame, TransportError> {
+        loop {
+            if let Some(f) = self.decoder.next_frame()? {
+                return Ok(f);
+            }
+            let mut buf = [0u8; READ_CHUNK];
+            match self
+                .recv
+                .read(&mut buf)
+                .await
+                .map_err(|e| TransportError::Quic(e.to_string()))?
+            {
+                Some(n) => self.decoder.push(buf.get(..n).unwrap_or_default()),
+                None => return Err(TransportError::Closed),
+            }
+        }
+    }
+
+    /// Ends our side and stops reading, so that the stream is closed at both
+    /// ends and the relay's stream limit counts it no more.
+    pub fn close(mut self) {
+        let _ = self.send.finish();
+        let _ = self.recv.stop(0u32.into());
+    }
+}

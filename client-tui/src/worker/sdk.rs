@@ -5,13 +5,20 @@
 //! Status: 1:1 texts (sending, receiving, Sent/Delivered/Read), `/msg` by
 //! name (an SDK lookup), presence,
 //! typing notices, connection state, identity changes and first-run
-//! registration work. Requests the SDK or the relay cannot serve yet (rooms,
-//! files, links, profiles, search, in-app safety numbers while connected)
-//! are answered with an error saying so.
+//! registration work. Files: `/file PATH` sends through the SDK with upload
+//! progress; a file that arrives while the app runs is downloaded into
+//! `PROFILE/files` with download progress, and an image is previewed from
+//! the saved file (files in the history shown at start are previewed when
+//! saved before, not fetched). Requests the SDK or the relay cannot serve
+//! yet (rooms, links, profiles, search, in-app safety numbers while
+//! connected) are answered with an error saying so.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use spider_client::attachments::{
+    self, Attachment as SdkAttachment, AttachmentError, AttachmentEvent, Direction, files_dir,
+};
 use spider_client::content::{Body, ReceiptKind};
 use spider_client::engine::{ClientError, Event};
 use spider_client::keystore::{KdfParams, Passphrase};
@@ -26,10 +33,11 @@ use tokio::task::JoinHandle;
 
 use super::fake::wall_clock;
 use super::{
-    Account, ChatMessage, ConnectionState, Contact, ConversationId, Delivery, MessageBody, ReplyTo,
-    Request, Transport, TransportChoice, WorkerError, WorkerEvent,
+    Account, Attachment, ChatMessage, ConnectionState, Contact, ConversationId, Delivery,
+    MessageBody, ReplyTo, Request, Transport, TransportChoice, WorkerError, WorkerEvent,
 };
 use crate::cli::{self, CliConfig, Session};
+use crate::preview::MAX_PREVIEW_BYTES;
 
 /// What the adapter starts from.
 pub(crate) struct SdkWorker {
@@ -53,6 +61,33 @@ struct Running {
     held: Vec<(UserId, ConversationId, ChatMessage)>,
     /// `open_direct` requests waiting for the relay's lookup.
     opening: Vec<(Username, ReplyTo<Contact>)>,
+    /// Where downloads go: `PROFILE/files`.
+    files: PathBuf,
+    /// Files moving either way: their conversation, name and media type.
+    transfers: HashMap<MessageId, (ConversationId, String, String)>,
+    /// Received files to fetch once the current event is handled.
+    fetch: Vec<(MessageId, SdkAttachment)>,
+    /// Who sent each received file still moving.
+    senders: HashMap<MessageId, UserId>,
+}
+
+/// The encoded bytes of an image file for a preview: PNG or JPEG by media
+/// type and at most [`MAX_PREVIEW_BYTES`]; `None` otherwise or unreadable.
+fn preview_bytes(path: &Path, media_type: &str) -> Option<Vec<u8>> {
+    if !matches!(media_type, "image/png" | "image/jpeg") {
+        return None;
+    }
+    let len = std::fs::metadata(path).ok()?.len();
+    if usize::try_from(len).ok()? > MAX_PREVIEW_BYTES {
+        return None;
+    }
+    std::fs::read(path).ok()
+}
+
+fn random_id() -> MessageId {
+    let mut b = [0u8; 16];
+    os_rng().fill_bytes(&mut b);
+    MessageId::from_bytes(b)
 }
 
 fn unsupported(what: &str) -> WorkerError {
@@ -96,7 +131,7 @@ impl SdkWorker {
             let t = transport_of(transport);
             let mut running: Option<Running> = None;
             match profile {
-                Some(p) => match Self::sign_in(p, transport, &events).await {
+                Some(p) => match Self::sign_in(p, &dir, transport, &events).await {
                     Ok(r) => running = Some(r),
                     Err(e) => {
                         let _ = events.send(WorkerEvent::Ready { account: None });
@@ -141,6 +176,7 @@ impl SdkWorker {
                             for out in r.event(ev, t) {
                                 if events.send(out).is_err() { return; }
                             }
+                            r.start_downloads().await;
                         }
                     }
                 }
@@ -153,9 +189,11 @@ impl SdkWorker {
 
     async fn sign_in(
         profile: Profile<SledStore>,
+        dir: &Path,
         transport: TransportChoice,
         events: &mpsc::UnboundedSender<WorkerEvent>,
     ) -> anyhow::Result<Running> {
+        let files = files_dir(dir);
         let cfg: CliConfig = profile
             .get(b"cli/config")?
             .ok_or_else(|| anyhow::anyhow!("the profile has no relay address"))?;
@@ -172,8 +210,24 @@ impl SdkWorker {
         let mut history = Vec::new();
         for h in profile.history()? {
             let Ok(content) = h.decode() else { continue };
-            let Body::Text { body } = content.body else {
-                continue;
+            let body = match content.body {
+                Body::Text { body } => MessageBody::Text(body),
+                // A file shown from history: previewed if it was saved.
+                Body::Attachment {
+                    file_name,
+                    media_type,
+                    size,
+                    ..
+                } => {
+                    let saved = attachments::saved_path(&files, h.id, &file_name);
+                    MessageBody::File(Attachment {
+                        image: preview_bytes(&saved, &media_type),
+                        name: file_name,
+                        size,
+                        transferred: None,
+                    })
+                }
+                _ => continue,
             };
             let mine = Some(h.from) == me_id;
             let conversation = match (h.room, h.peer) {
@@ -195,7 +249,7 @@ impl SdkWorker {
                     from,
                     mine,
                     at: Timestamp(h.at_ms),
-                    body: MessageBody::Text(body),
+                    body,
                     delivery: if mine { Delivery::Sent } else { Delivery::Read },
                 },
             });
@@ -229,6 +283,10 @@ impl SdkWorker {
             sent: HashMap::new(),
             held: Vec::new(),
             opening: Vec::new(),
+            files,
+            transfers: HashMap::new(),
+            fetch: Vec::new(),
+            senders: HashMap::new(),
         })
     }
 
@@ -262,7 +320,7 @@ impl SdkWorker {
         )?;
         profile.put(b"cli/config", &CliConfig { server: relay, ca })?;
         profile.flush()?;
-        let r = Self::sign_in(profile, transport, events).await?;
+        let r = Self::sign_in(profile, dir, transport, events).await?;
         let account = Account {
             id: r.session.me,
             name: r.me.clone(),
@@ -368,7 +426,13 @@ impl Running {
                     let _ = client.send_typing(u, true).await;
                 }
             }
-            Request::SendFile { .. } => reject(req, unsupported("sending files (relay blobs)")),
+            Request::SendFile {
+                conversation,
+                path,
+                reply,
+            } => {
+                let _ = reply.send(self.send_file(conversation, path).await);
+            }
             Request::SafetyNumber { .. } | Request::Verify { .. } => reject(
                 req,
                 unsupported("safety numbers inside the app (use `spider safety`)"),
@@ -376,6 +440,164 @@ impl Running {
             Request::SetProfile { .. } => reject(req, unsupported("profiles")),
             Request::Search { .. } => reject(req, unsupported("search")),
             other => reject(other, unsupported("rooms")),
+        }
+    }
+
+    /// `/file PATH`: the SDK checks the file and queues the upload; the
+    /// message shows at once with a progress bar.
+    async fn send_file(
+        &mut self,
+        conversation: ConversationId,
+        path: PathBuf,
+    ) -> Result<ChatMessage, WorkerError> {
+        let client = &self.session.client;
+        let file = attachments::OutgoingFile::from_path(path);
+        let (name, media_type) = (file.name.clone(), file.media_type.clone());
+        let size = std::fs::metadata(&file.path)
+            .map_err(|e| WorkerError::File(e.kind().to_string()))?
+            .len();
+        let image = preview_bytes(&file.path, &media_type);
+        let target = match conversation {
+            ConversationId::Direct(u) => attachments::FileTarget::Direct(u.into()),
+            ConversationId::Room(r) => attachments::FileTarget::Room(r),
+        };
+        let id = client
+            .send_file_to(target, file)
+            .await
+            .map_err(|e| match e {
+                AttachmentError::File(why) => WorkerError::File(why),
+                AttachmentError::Stopped => WorkerError::Offline,
+                other => WorkerError::Other(other.to_string()),
+            })?;
+        self.sent.insert(id, conversation);
+        self.transfers
+            .insert(id, (conversation, name.clone(), media_type));
+        Ok(ChatMessage {
+            id,
+            from: self.me.clone(),
+            mine: true,
+            at: wall_clock(),
+            body: MessageBody::File(Attachment {
+                name,
+                size,
+                transferred: Some(0),
+                image,
+            }),
+            delivery: Delivery::Pending,
+        })
+    }
+
+    /// Asks the SDK for the files of messages that just arrived.
+    async fn start_downloads(&mut self) {
+        for (id, a) in std::mem::take(&mut self.fetch) {
+            let _ = self
+                .session
+                .client
+                .download(id, a, self.files.clone())
+                .await;
+        }
+    }
+
+    /// A line from the app about a file in `conversation`.
+    fn notice(&self, conversation: ConversationId, text: String) -> WorkerEvent {
+        WorkerEvent::MessageReceived {
+            conversation,
+            message: ChatMessage {
+                id: random_id(),
+                from: self.me.clone(),
+                mine: false,
+                at: wall_clock(),
+                body: MessageBody::Notice(text),
+                delivery: Delivery::Read,
+            },
+        }
+    }
+
+    /// An attachment event as the app's events: progress, the saved file
+    /// (with its image for a preview), or a failure.
+    fn attachment(&mut self, e: AttachmentEvent, out: &mut Vec<WorkerEvent>) {
+        match e {
+            AttachmentEvent::Progress {
+                id, done, total, ..
+            } => {
+                if let Some((conversation, ..)) = self.transfers.get(&id) {
+                    out.push(WorkerEvent::FileProgress {
+                        conversation: *conversation,
+                        message: id,
+                        done,
+                        total,
+                    });
+                }
+            }
+            AttachmentEvent::Saved { id, path } => {
+                let Some((conversation, name, media_type)) = self.transfers.remove(&id) else {
+                    return;
+                };
+                let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+                out.push(WorkerEvent::FileProgress {
+                    conversation,
+                    message: id,
+                    done: size,
+                    total: size,
+                });
+                let sender = self.senders.remove(&id);
+                let Some(image) = preview_bytes(&path, &media_type) else {
+                    return;
+                };
+                // The message again, now with its image: the app adds the
+                // preview to the one it shows.
+                let message = ChatMessage {
+                    id,
+                    from: self.me.clone(),
+                    mine: false,
+                    at: wall_clock(),
+                    body: MessageBody::File(Attachment {
+                        name,
+                        size,
+                        transferred: None,
+                        image: Some(image),
+                    }),
+                    delivery: Delivery::Read,
+                };
+                match sender {
+                    Some(u) if !self.names.contains_key(&u) => {
+                        // Its first showing waits for the sender's name: so
+                        // does this one, behind it.
+                        self.held.push((u, conversation, message));
+                    }
+                    sender => {
+                        let mut message = message;
+                        if let Some(n) = sender.and_then(|u| self.names.get(&u)) {
+                            message.from = n.clone();
+                        }
+                        out.push(WorkerEvent::MessageReceived {
+                            conversation,
+                            message,
+                        });
+                    }
+                }
+            }
+            AttachmentEvent::Failed {
+                id,
+                direction,
+                error,
+            } => {
+                let Some((conversation, name, _)) = self.transfers.remove(&id) else {
+                    return;
+                };
+                self.senders.remove(&id);
+                if direction == Direction::Upload {
+                    out.push(WorkerEvent::DeliveryChanged {
+                        conversation,
+                        message: id,
+                        delivery: Delivery::Failed,
+                    });
+                    out.push(self.notice(conversation, format!("{name} was not sent: {error}")));
+                } else {
+                    out.push(self.notice(conversation, format!("{name} was not saved: {error}")));
+                }
+            }
+            _ => {}
         }
     }
 
@@ -421,14 +643,29 @@ impl Running {
                 if from.user == self.session.me {
                     return out;
                 }
+                let conversation = self.conversation(from.user, room);
                 let body = match content.body {
                     Body::Text { body } => MessageBody::Text(body),
-                    Body::Attachment { file_name, .. } => MessageBody::Notice(format!(
-                        "{file_name}: an attachment (downloads are not supported yet)"
-                    )),
+                    body @ Body::Attachment { .. } => {
+                        let Some(a) = SdkAttachment::from_body(&body) else {
+                            return out;
+                        };
+                        self.transfers.insert(
+                            id,
+                            (conversation, a.file_name.clone(), a.media_type.clone()),
+                        );
+                        self.senders.insert(id, from.user);
+                        let file = MessageBody::File(Attachment {
+                            name: a.file_name.clone(),
+                            size: a.size,
+                            transferred: Some(0),
+                            image: None,
+                        });
+                        self.fetch.push((id, a));
+                        file
+                    }
                     _ => return out,
                 };
-                let conversation = self.conversation(from.user, room);
                 let placeholder = self.me.clone();
                 let message = ChatMessage {
                     id,
@@ -513,6 +750,7 @@ impl Running {
             Event::IdentityChanged { user, .. } => {
                 out.push(WorkerEvent::IdentityChanged { user });
             }
+            Event::Attachment(e) => self.attachment(e, &mut out),
             _ => {}
         }
         out
@@ -624,6 +862,129 @@ mod tests {
                 break;
             }
         }
+        drop(alice_worker);
+        drop(bob_worker);
+        relay.shutdown().await.unwrap();
+    }
+
+    /// A registered adapter on `relay`, its worker handle and events.
+    async fn adapter(
+        dir: &std::path::Path,
+        ca: &std::path::Path,
+        server: &str,
+        name: &str,
+    ) -> (Worker, mpsc::UnboundedReceiver<WorkerEvent>, Account) {
+        let (worker, requests) = Worker::channel();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let _task = SdkWorker {
+            dir: dir.join(name),
+            profile: None,
+            ca: Some(ca.to_owned()),
+            transport: TransportChoice::Quic,
+        }
+        .spawn(requests, tx);
+        assert_eq!(next(&mut rx).await, WorkerEvent::Ready { account: None });
+        let account =
+            await_reply(worker.register(server.to_owned(), Username::parse(name).unwrap()))
+                .await
+                .unwrap();
+        (worker, rx, account)
+    }
+
+    /// `/file` on a PNG: alice's message shows at once with a progress bar
+    /// that fills, then Sent; bob's shows with its own progress, and once
+    /// the file is saved in his profile its image (from the saved file)
+    /// becomes the preview.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_goes_with_progress_and_an_image_arrives_with_its_preview() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = spider_relay::server::start(Config::for_tests(dir.path().join("relay")))
+            .await
+            .unwrap();
+        let ca = relay.ca_pem.clone().unwrap();
+        let server = relay.quic_addr.to_string();
+        let (alice_worker, mut alice_rx, _alice) = adapter(dir.path(), &ca, &server, "alice").await;
+        let (bob_worker, mut bob_rx, bob) = adapter(dir.path(), &ca, &server, "bob").await;
+        await_reply(alice_worker.open_direct(bob.name.clone()))
+            .await
+            .unwrap();
+
+        let png = crate::preview::demo_png(300, 200);
+        let path = dir.path().join("cat.png");
+        std::fs::write(&path, &png).unwrap();
+        let conversation = ConversationId::Direct(bob.id);
+        let sent = await_reply(alice_worker.send_file(conversation, path))
+            .await
+            .unwrap();
+        assert_eq!(sent.delivery, Delivery::Pending);
+        assert_eq!(
+            sent.body,
+            MessageBody::File(Attachment {
+                name: "cat.png".into(),
+                size: png.len() as u64,
+                transferred: Some(0),
+                image: Some(png.clone()),
+            })
+        );
+        let mut uploaded = None;
+        loop {
+            match next(&mut alice_rx).await {
+                WorkerEvent::FileProgress {
+                    message,
+                    done,
+                    total,
+                    ..
+                } if message == sent.id => uploaded = Some((done, total)),
+                WorkerEvent::DeliveryChanged {
+                    message, delivery, ..
+                } if message == sent.id => {
+                    assert_eq!(delivery, Delivery::Sent);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let size = png.len() as u64;
+        assert_eq!(uploaded, Some((size, size)));
+
+        let got = loop {
+            if let WorkerEvent::MessageReceived { message, .. } = next(&mut bob_rx).await
+                && message.id == sent.id
+            {
+                break message;
+            }
+        };
+        assert_eq!(got.from.as_str(), "alice");
+        assert!(
+            matches!(&got.body, MessageBody::File(a) if a.name == "cat.png" && a.image.is_none())
+        );
+        let mut downloaded = None;
+        let replay = loop {
+            match next(&mut bob_rx).await {
+                WorkerEvent::FileProgress {
+                    message,
+                    done,
+                    total,
+                    ..
+                } if message == sent.id => downloaded = Some((done, total)),
+                WorkerEvent::MessageReceived { message, .. } if message.id == sent.id => {
+                    break message;
+                }
+                _ => {}
+            }
+        };
+        assert_eq!(downloaded, Some((size, size)));
+        let MessageBody::File(a) = replay.body else {
+            panic!("not a file")
+        };
+        assert_eq!(a.image.as_deref(), Some(png.as_slice()));
+        let saved = spider_client::attachments::saved_path(
+            &files_dir(&dir.path().join("bob")),
+            sent.id,
+            "cat.png",
+        );
+        assert_eq!(std::fs::read(saved).unwrap(), png);
+
         drop(alice_worker);
         drop(bob_worker);
         relay.shutdown().await.unwrap();

@@ -18,6 +18,8 @@ use spider_relay::config::Config;
 use spider_relay::server::RunningRelay;
 use tokio::sync::mpsc;
 
+pub mod cli;
+
 /// Only there so that a broken build fails instead of hanging. No test
 /// asserts a speed.
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -36,7 +38,17 @@ pub struct TestRelay {
 impl TestRelay {
     /// Starts a relay in `data` on port 0 (or on the given addresses).
     pub async fn start(data: &Path, addrs: Option<(SocketAddr, SocketAddr)>) -> Self {
+        Self::start_with(data, addrs, |_| {}).await
+    }
+
+    /// [`Self::start`] with a configuration changed by `change` (limits).
+    pub async fn start_with(
+        data: &Path,
+        addrs: Option<(SocketAddr, SocketAddr)>,
+        change: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut config = Config::for_tests(data.to_owned());
+        change(&mut config);
         if let Some((q, w)) = addrs {
             config.quic = q;
             config.ws = w;
