@@ -20,6 +20,8 @@ use crate::engine::{ClientError, Engine, Event, Recipient};
 use crate::store::ProfileStore;
 use crate::transport::{self, Link, RelayTarget, TransportChoice};
 
+mod social;
+
 /// Reconnect delays: exponential from `initial` to `max`, each drawn at
 /// random from its upper half ("equal jitter"), so that clients cut off
 /// together do not come back together.
@@ -92,6 +94,8 @@ enum Command {
     Invite(RoomId, UserId, Reply<()>),
     Accept(RoomId, Reply<()>),
     Kick(RoomId, UserId, Reply<()>),
+    /// Links, leaving, profiles, presence, queries: `client/social.rs`.
+    Social(social::SocialCommand),
     Shutdown,
 }
 
@@ -263,6 +267,7 @@ fn command<S: ProfileStore>(engine: &mut Engine<S>, c: Command) -> bool {
         Command::Kick(room, user, r) => {
             let _ = r.send(engine.kick(room, user, now));
         }
+        Command::Social(c) => social::run(engine, c, now),
         Command::Shutdown => return false,
     }
     true
