@@ -216,8 +216,12 @@ pub enum Event {
         /// Their display name (sanitized), `None` if they set none.
         display_name: Option<String>,
     },
-    /// The relay stored our profile ([`Engine::set_display_name`]).
-    ProfileSaved,
+    /// The relay answered [`Engine::set_display_name`]: our profile is
+    /// stored, or the refusal.
+    ProfileSaved {
+        /// Stored, or [`ClientError::Relay`].
+        result: Result<(), ClientError>,
+    },
     /// The relay is shutting down: reconnect after the delay.
     Drain {
         /// Milliseconds to wait.

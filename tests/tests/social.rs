@@ -347,10 +347,12 @@ async fn a_display_name_reaches_contacts_and_room_members_through_the_profile_ke
         .await
         .unwrap();
     assert_eq!(ids.len(), 1, "one contact, one key message");
-    wait_for(&mut alice, |e| {
-        matches!(e, Event::ProfileSaved).then_some(())
+    wait_for(&mut alice, |e| match e {
+        Event::ProfileSaved { result } => Some(result.clone()),
+        _ => None,
     })
-    .await;
+    .await
+    .unwrap();
     wait_sent(&mut alice, ids[0]).await;
     wait_for(&mut bob, |e| {
         matches!(e, Event::ProfileKeyReceived { user } if *user == alice.c.me).then_some(())

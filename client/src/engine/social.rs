@@ -143,7 +143,7 @@ impl<S: ProfileStore> Engine<S> {
     }
 
     /// Sets our display name: encrypts it under our profile key (made on
-    /// first use), stores it on the relay ([`Event::ProfileSaved`] follows),
+    /// first use), stores it on the relay ([`Event::ProfileSaved`] answers),
     /// and sends the key to every contact in a 1:1 message, which also tells
     /// them to read the profile again. Returns those messages' ids
     /// ([`Event::Sent`] follows for each). An empty name clears it.
@@ -437,7 +437,9 @@ impl<S: ProfileStore> Engine<S> {
                 self.profile.save_peer_record(&user, &r)?;
                 self.profile.flush()?;
             }
-            SocialPending::SetProfile => self.events.push_back(Event::ProfileSaved),
+            SocialPending::SetProfile => self
+                .events
+                .push_back(Event::ProfileSaved { result: Ok(()) }),
             SocialPending::Resolve(_)
             | SocialPending::ListContacts
             | SocialPending::GetProfile(_) => {}
@@ -472,9 +474,13 @@ impl<S: ProfileStore> Engine<S> {
                     .push_back(Event::ProfileFetched { user, display_name });
                 Err(refusal)
             }
-            SocialPending::Subscribe(_)
-            | SocialPending::ListContacts
-            | SocialPending::SetProfile => Err(refusal),
+            SocialPending::SetProfile => {
+                self.events.push_back(Event::ProfileSaved {
+                    result: Err(refusal),
+                });
+                Ok(())
+            }
+            SocialPending::Subscribe(_) | SocialPending::ListContacts => Err(refusal),
         }
     }
 
