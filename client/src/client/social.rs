@@ -29,6 +29,7 @@ pub(super) enum SocialCommand {
     Contacts(Reply<Vec<ContactDetails>>),
     Safety(UserId, Reply<Vec<(DeviceId, SafetyNumber)>>),
     OwnName(Reply<Option<String>>),
+    LookUpIds(Vec<UserId>, Reply<()>),
 }
 
 /// Runs one command on the engine.
@@ -78,6 +79,9 @@ pub(super) fn run<S: ProfileStore>(engine: &mut Engine<S>, c: SocialCommand, now
         }
         C::Safety(user, r) => {
             let _ = r.send(safety_numbers(engine, user));
+        }
+        C::LookUpIds(users, r) => {
+            let _ = r.send(engine.look_up_ids(&users));
         }
         C::OwnName(r) => {
             let _ = r.send(
@@ -235,6 +239,15 @@ impl Client {
         user: UserId,
     ) -> Result<Vec<(DeviceId, SafetyNumber)>, DriverError> {
         self.ask(|r| Command::Social(SocialCommand::Safety(user, r)))
+            .await
+    }
+
+    /// Looks up accounts known only by id (see [`Engine::look_up_ids`]).
+    ///
+    /// # Errors
+    /// [`DriverError`]; not connected.
+    pub async fn look_up_ids(&self, users: Vec<UserId>) -> Result<(), DriverError> {
+        self.ask(|r| Command::Social(SocialCommand::LookUpIds(users, r)))
             .await
     }
 

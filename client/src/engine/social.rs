@@ -214,6 +214,31 @@ impl<S: ProfileStore> Engine<S> {
         Ok(users)
     }
 
+    /// Looks up accounts we know only by id (room members who joined
+    /// lately): an [`Event::ContactUpdated`] follows for each (or an
+    /// [`Event::Error`] for an account that is gone). Ids already being
+    /// looked up are not asked for twice.
+    ///
+    /// # Errors
+    /// Not connected.
+    pub fn look_up_ids(&mut self, users: &[UserId]) -> Result<(), ClientError> {
+        self.require_ready()?;
+        for u in users {
+            let asking = self
+                .pending
+                .values()
+                .any(|p| matches!(p, Pending::NameLookup(x) if x == u));
+            if !asking {
+                let req = self.req(Pending::NameLookup(*u));
+                self.transmit.push_back(ClientFrame::LookupUser(LookupUser {
+                    req,
+                    who: UserRef::Id(*u),
+                }));
+            }
+        }
+        Ok(())
+    }
+
     /// Sets our availability as our contacts and co-members see it.
     ///
     /// # Errors
@@ -544,20 +569,13 @@ impl<S: ProfileStore> Engine<S> {
     /// contacts).
     fn look_up_members(&mut self, info: &RoomInfo) -> Result<(), ClientError> {
         let (me, _) = self.me()?;
+        let mut unknown = Vec::new();
         for m in info.members.iter() {
-            let asking = self
-                .pending
-                .values()
-                .any(|p| matches!(p, Pending::NameLookup(u) if *u == m.user));
-            if m.user != me && !asking && self.profile.contact(&m.user)?.is_none() {
-                let req = self.req(Pending::NameLookup(m.user));
-                self.transmit.push_back(ClientFrame::LookupUser(LookupUser {
-                    req,
-                    who: UserRef::Id(m.user),
-                }));
+            if m.user != me && self.profile.contact(&m.user)?.is_none() {
+                unknown.push(m.user);
             }
         }
-        Ok(())
+        self.look_up_ids(&unknown)
     }
 
     /// A room's details arrived: keep roles and invitees.
