@@ -121,7 +121,7 @@ pub(super) async fn room_link(
                 ..
             } => Some(Err(anyhow!(
                 "the relay refused the link: {code}{}",
-                relay_text(&text)
+                relay_text(text)
             ))),
             _ => None,
         })

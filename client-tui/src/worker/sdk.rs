@@ -171,8 +171,7 @@ impl SdkWorker {
         for c in profile.contacts()? {
             names.insert(c.user, c.username.clone());
         }
-        let (social, contacts, rooms, invitations) =
-            SocialState::load(&profile, account.user, &names)?;
+        let (social, roster) = SocialState::load(&profile, account.user, &names)?;
         let me_id = account.user;
         let mut history = Vec::new();
         for h in profile.history()? {
@@ -217,9 +216,9 @@ impl SdkWorker {
             }),
         });
         let _ = events.send(WorkerEvent::Roster {
-            contacts,
-            rooms,
-            invitations,
+            contacts: roster.contacts,
+            rooms: roster.rooms,
+            invitations: roster.invitations,
         });
         // Presence and display names arrive as events.
         let _ = session.client.list_contacts().await;

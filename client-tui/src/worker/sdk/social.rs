@@ -191,6 +191,16 @@ pub(super) struct SocialState {
     changed: HashSet<UserId>,
 }
 
+/// The first lists the app gets.
+pub(super) struct Roster {
+    /// Contacts with display names and verification marks.
+    pub(super) contacts: Vec<Contact>,
+    /// Rooms we are in.
+    pub(super) rooms: Vec<RoomEntry>,
+    /// Pending invitations whose inviter has a name.
+    pub(super) invitations: Vec<Invitation>,
+}
+
 fn entry(d: &RoomDetails, me: UserId) -> Option<RoomEntry> {
     Some(RoomEntry {
         id: d.state.room,
@@ -216,7 +226,7 @@ impl SocialState {
         profile: &Profile<SledStore>,
         me: Option<UserId>,
         names: &HashMap<UserId, Username>,
-    ) -> anyhow::Result<(Self, Vec<Contact>, Vec<RoomEntry>, Vec<Invitation>)> {
+    ) -> anyhow::Result<(Self, Roster)> {
         let mut s = Self {
             verified: profile.verified_users()?.into_iter().collect(),
             ..Self::default()
@@ -250,7 +260,14 @@ impl SocialState {
                 }
             }
         }
-        Ok((s, contacts, rooms, invitations))
+        Ok((
+            s,
+            Roster {
+                contacts,
+                rooms,
+                invitations,
+            },
+        ))
     }
 
     /// A contact as the app shows it.
