@@ -35,6 +35,12 @@
 //!   what follows.
 //! - **Identity changes** are accepted (trust on first use, then the new key
 //!   replaces the old) and surface as [`Event::IdentityChanged`].
+//! - **Room requests** (create, invite, accept, decline, join by link,
+//!   leave, kick, links) each get exactly one [`Event::RoomRequestDone`]
+//!   while the connection lasts.
+//!
+//! Invite links, leaving, profiles and presence are in `engine/social.rs`
+//! (see [`crate::social`] for their formats and records).
 
 use core::cell::RefCell;
 use core::fmt;
