@@ -948,6 +948,9 @@ impl<S: ProfileStore> Engine<S> {
                         self.profile.save_room(&st)?;
                     }
                     self.submit_change(change, true);
+                } else {
+                    // No epoch to re-sign against: answer rather than drop.
+                    self.change_refused(change, &e);
                 }
                 Ok(())
             }
