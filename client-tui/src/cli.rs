@@ -749,8 +749,8 @@ async fn room_request(
     Ok(())
 }
 
-/// Waits until the members of a room just joined have names: the SDK
-/// looks up those it does not know as it joins.
+/// Waits until the members of a room have names (those not known are
+/// looked up), so that `room members` and `recv` can show them.
 async fn learn_member_names(
     s: &mut Session,
     room: &spider_client::social::RoomDetails,
@@ -769,6 +769,13 @@ async fn learn_member_names(
         .map(|(u, _)| *u)
         .filter(|u| *u != s.me && !known.contains(u))
         .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    // Look-ups already asked for are not asked for twice.
+    s.client
+        .look_up_ids(unknown.iter().copied().collect())
+        .await?;
     let deadline = tokio::time::sleep(REQUEST_PATIENCE);
     tokio::pin!(deadline);
     while !unknown.is_empty() {
