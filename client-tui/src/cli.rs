@@ -19,22 +19,23 @@ use spider_client::content::Body;
 use spider_client::engine::{ClientError, Engine, Event};
 use spider_client::keystore::{KdfParams, KeystoreError, Passphrase};
 use spider_client::profile::{Account, Profile, ProfileError, os_rng};
+use spider_client::social::parse_invite_link;
 use spider_client::store::SledStore;
 use spider_client::transport::{RelayTarget, TransportChoice as SdkTransport};
 use spider_protocol::error::ErrorCode;
-use spider_protocol::ids::{MessageId, RoomId, UserId};
-use spider_protocol::message::Presence;
+use spider_protocol::ids::{LinkToken, MessageId, RoomId, UserId};
 use spider_protocol::name::{RoomName, Username};
 use tokio::sync::mpsc;
 
 use crate::worker::TransportChoice;
 
+mod social;
+pub(crate) use social::{contacts, profile_set};
+
 /// Encrypted profile record holding what the CLI needs to reach the relay.
 const K_CONFIG: &[u8] = b"cli/config";
 /// Ids of messages `recv` has already printed.
 const K_PRINTED: &[u8] = b"cli/printed";
-/// Accounts whose safety number the user marked verified.
-const K_VERIFIED: &[u8] = b"cli/verified";
 /// How many printed ids `recv` remembers.
 const MAX_PRINTED: usize = 20_000;
 
@@ -517,6 +518,9 @@ pub(crate) struct Received {
     pub(crate) attachment: Option<AttachmentInfo>,
     /// The sender's clock, milliseconds since the Unix epoch.
     pub(crate) sent_at: u64,
+    /// The sender's display name from their encrypted profile, if they gave
+    /// us its key; null otherwise.
+    pub(crate) display_name: Option<String>,
 }
 
 /// An attachment as `recv --json` describes it.
@@ -539,11 +543,20 @@ pub(crate) struct AttachmentInfo {
 struct Names {
     users: HashMap<UserId, String>,
     rooms: HashMap<RoomId, String>,
+    /// Display names from contacts' profiles.
+    display: HashMap<UserId, String>,
 }
 
 impl Names {
     fn load(profile: &Profile<SledStore>) -> anyhow::Result<Self> {
+        let mut display = HashMap::new();
+        for c in profile.contacts()? {
+            if let Some(n) = profile.display_name_of(&c.user)? {
+                display.insert(c.user, n);
+            }
+        }
         Ok(Self {
+            display,
             users: profile
                 .contacts()?
                 .into_iter()
@@ -597,7 +610,26 @@ fn received(
         text,
         attachment,
         sent_at,
+        display_name: names.display.get(&from).cloned(),
     })
+}
+
+/// `YYYY-MM-DD hh:mm:ssZ` for a time in ms since the Unix epoch.
+fn utc(ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .map(|t| {
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            )
+        })
+        .unwrap_or_else(|| ms.to_string())
 }
 
 fn print_received(r: &Received, json: bool) -> anyhow::Result<()> {
@@ -606,20 +638,7 @@ fn print_received(r: &Received, json: bool) -> anyhow::Result<()> {
         serde_json::to_writer(&mut out, r)?;
         writeln!(out)?;
     } else {
-        let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(r.sent_at) * 1_000_000)
-            .ok()
-            .map(|t| {
-                format!(
-                    "{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z",
-                    t.year(),
-                    u8::from(t.month()),
-                    t.day(),
-                    t.hour(),
-                    t.minute(),
-                    t.second()
-                )
-            })
-            .unwrap_or_else(|| r.sent_at.to_string());
+        let at = utc(r.sent_at);
         let place = r
             .room
             .as_ref()
@@ -633,7 +652,11 @@ fn print_received(r: &Received, json: bool) -> anyhow::Result<()> {
             },
             (None, None) => String::new(),
         };
-        writeln!(out, "{at} @{}{place}: {what}", r.from)?;
+        let display = r
+            .display_name
+            .as_ref()
+            .map_or_else(String::new, |d| format!(" ({d})"));
+        writeln!(out, "{at} @{}{display}{place}: {what}", r.from)?;
     }
     out.flush()?;
     Ok(())
@@ -718,6 +741,9 @@ pub(crate) async fn recv(
         // Last sign of life of a download: a stalled one does not hold
         // `recv` up for ever.
         let mut file_news = std::time::Instant::now();
+        // Senders whose profile is being read: their lines wait for the
+        // display name.
+        let mut fetching: HashSet<UserId> = HashSet::new();
         let patience = tokio::time::sleep(CONNECT_PATIENCE);
         tokio::pin!(patience);
         let result = loop {
@@ -727,7 +753,11 @@ pub(crate) async fn recv(
                 }
                 if let Some(u) = p.user {
                     let Some(name) = names.users.get(&u) else { break };
+                    if fetching.contains(&u) {
+                        break;
+                    }
                     p.r.from = name.clone();
+                    p.r.display_name = names.display.get(&u).cloned();
                 }
                 if let Some(p) = waiting.pop_front() {
                     print_received(&p.r, json)?;
@@ -780,6 +810,16 @@ pub(crate) async fn recv(
                     Some(Event::Attachment(AttachmentEvent::Progress { .. })) => {
                         file_news = std::time::Instant::now();
                     }
+                    Some(Event::ProfileKeyReceived { user }) => {
+                        fetching.insert(user);
+                    }
+                    Some(Event::ProfileFetched { user, display_name }) => {
+                        fetching.remove(&user);
+                        match display_name {
+                            Some(d) => names.display.insert(user, d),
+                            None => names.display.remove(&user),
+                        };
+                    }
                     Some(Event::Error(e)) => eprintln!("warning: {e}"),
                     Some(_) => {}
                     None => break Err(anyhow!("the client stopped")),
@@ -824,6 +864,10 @@ enum RoomAct {
     KickName(RoomId, Username),
     Accept(RoomId),
     Kick(RoomId, UserId),
+    /// Join through an invite link.
+    JoinLink(LinkToken),
+    Leave(RoomId),
+    Revoke(RoomId, LinkToken),
 }
 
 /// Runs one room-changing request and waits for the relay's answer: the
@@ -853,29 +897,107 @@ async fn room_request(
                 let user = look_up(&mut s, name).await?;
                 s.client.kick(room, user).await?;
             }
+            RoomAct::JoinLink(token) => s.client.join_by_link(token).await?,
+            RoomAct::Leave(room) => s.client.leave_room(room).await?,
+            RoomAct::Revoke(room, token) => s.client.revoke_link(room, token).await?,
         }
-        let deadline = tokio::time::sleep(REQUEST_PATIENCE);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                () = &mut deadline => bail!("the relay did not answer {what} within {}s", REQUEST_PATIENCE.as_secs()),
-                e = s.events.recv() => match e {
-                    Some(Event::RoomChanged { room }) => return anyhow::Ok(room),
-                    Some(Event::Error(ClientError::Relay { code, text, .. })) => {
-                        bail!("the relay refused {what}: {code}{}", relay_text(&text))
-                    }
-                    Some(Event::Error(e)) => eprintln!("warning: {e}"),
-                    Some(_) => {}
-                    None => bail!("the client stopped"),
-                }
-            }
+        let room = room_answer(&mut s, what).await?;
+        let details = s
+            .client
+            .rooms()
+            .await?
+            .into_iter()
+            .find(|d| d.state.room == room);
+        if let Some(d) = &details
+            && d.state.joined
+        {
+            learn_member_names(&mut s, d).await?;
         }
+        anyhow::Ok((room, details.map(|d| d.state.name)))
     }
     .await;
     s.client.shutdown().await;
-    let room = result?;
-    eprintln!("{what}: done (room {room})");
+    let (room, name) = result?;
+    match name {
+        Some(n) if !n.is_empty() => eprintln!("{what}: done (#{n}, room {room})"),
+        _ => eprintln!("{what}: done (room {room})"),
+    }
     Ok(())
+}
+
+/// Waits until the members of a room have names (those not known are
+/// looked up), so that `room members` and `recv` can show them.
+async fn learn_member_names(
+    s: &mut Session,
+    room: &spider_client::social::RoomDetails,
+) -> anyhow::Result<()> {
+    let known: HashSet<UserId> = s
+        .client
+        .contacts()
+        .await?
+        .into_iter()
+        .map(|c| c.contact.user)
+        .collect();
+    let mut unknown: HashSet<UserId> = room
+        .state
+        .members
+        .iter()
+        .map(|(u, _)| *u)
+        .filter(|u| *u != s.me && !known.contains(u))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    // Look-ups already asked for are not asked for twice.
+    s.client
+        .look_up_ids(unknown.iter().copied().collect())
+        .await?;
+    let deadline = tokio::time::sleep(REQUEST_PATIENCE);
+    tokio::pin!(deadline);
+    while !unknown.is_empty() {
+        tokio::select! {
+            () = &mut deadline => {
+                eprintln!("warning: some members' names did not arrive; `room members` shows their ids");
+                break;
+            }
+            e = s.events.recv() => match e {
+                Some(Event::ContactUpdated { user, .. }) => {
+                    unknown.remove(&user);
+                }
+                Some(Event::Error(e)) => {
+                    eprintln!("warning: {e}");
+                    break;
+                }
+                Some(_) => {}
+                None => bail!("the client stopped"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Waits for the relay's answer to the room request just made.
+async fn room_answer(s: &mut Session, what: &str) -> anyhow::Result<RoomId> {
+    let deadline = tokio::time::sleep(REQUEST_PATIENCE);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            () = &mut deadline => bail!("the relay did not answer {what} within {}s", REQUEST_PATIENCE.as_secs()),
+            e = s.events.recv() => match e {
+                Some(Event::RoomRequestDone { room, result, .. }) => match (room, result) {
+                    (Some(room), Ok(())) => return Ok(room),
+                    (_, Err(ClientError::Relay { code, text, .. })) => {
+                        bail!("the relay refused {what}: {code}{}", relay_text(&text))
+                    }
+                    (_, Err(e)) => bail!("{what} failed: {e}"),
+                    (None, Ok(())) => bail!("{what}: the relay named no room"),
+                },
+                Some(Event::Error(e)) => eprintln!("warning: {e}"),
+                Some(_) => {}
+                None => bail!("the client stopped"),
+            }
+        }
+    }
 }
 
 /// Waits until the relay has delivered the backlog (`CaughtUp`).
@@ -979,11 +1101,18 @@ pub(crate) async fn room(
             room_request(opened, transport, "the invitation", act).await
         }
         R::Join { name_or_link } => {
-            if name_or_link.contains("://") || name_or_link.len() > 40 {
-                bail!(
-                    "joining by invite link is not supported yet: the SDK has no invite-link \
-                     requests (and this relay does not serve rooms yet)"
-                );
+            if let Some(token) = parse_invite_link(&name_or_link) {
+                let opened = open_profile(dir)?;
+                return room_request(
+                    opened,
+                    transport,
+                    "joining by link",
+                    RoomAct::JoinLink(token),
+                )
+                .await;
+            }
+            if name_or_link.contains("://") {
+                bail!("{name_or_link:?} is not an invite link (spider://join/ and 32 hex digits)");
             }
             let mut opened = open_profile(dir)?;
             let wanted = strip_hash(&name_or_link).to_owned();
@@ -1020,14 +1149,29 @@ pub(crate) async fn room(
             };
             room_request(opened, transport, "the removal", act).await
         }
-        R::Link { .. } => bail!(
-            "invite links are not supported yet: the SDK has no invite-link requests (and this \
-             relay does not serve rooms yet)"
-        ),
-        R::Leave { .. } => bail!(
-            "leaving a room is not supported yet: the SDK has no leave request (and this relay \
-             does not serve rooms yet)"
-        ),
+        R::Link {
+            name,
+            expires,
+            uses,
+        } => social::room_link(dir, &name, expires.as_deref(), uses, transport).await,
+        R::Revoke { name, link } => {
+            let token = parse_invite_link(&link)
+                .ok_or_else(|| anyhow!("{link:?} is not an invite link"))?;
+            let opened = open_profile(dir)?;
+            let room = find_room(&opened.profile, &name)?;
+            room_request(
+                opened,
+                transport,
+                "revoking the link",
+                RoomAct::Revoke(room, token),
+            )
+            .await
+        }
+        R::Leave { name } => {
+            let opened = open_profile(dir)?;
+            let room = find_room(&opened.profile, &name)?;
+            room_request(opened, transport, "leaving the room", RoomAct::Leave(room)).await
+        }
         R::Members { name } => {
             let opened = open_profile(dir)?;
             let room = find_room(&opened.profile, &name)?;
@@ -1048,74 +1192,6 @@ pub(crate) async fn room(
     }
 }
 
-fn load_verified(profile: &Profile<SledStore>) -> anyhow::Result<Vec<UserId>> {
-    Ok(profile.get(K_VERIFIED)?.unwrap_or_default())
-}
-
-fn presence_word(p: Option<Presence>) -> &'static str {
-    match p {
-        Some(Presence::Online) => "online",
-        Some(Presence::Away) => "away",
-        Some(Presence::Offline { .. }) => "offline",
-        None => "unknown",
-    }
-}
-
-/// `spider contacts`: the contacts this profile knows, with the presence
-/// the relay reports while briefly connected.
-pub(crate) async fn contacts(dir: &Path, transport: TransportChoice) -> anyhow::Result<()> {
-    let opened = open_profile(dir)?;
-    let cfg = cli_config(&opened.profile)?;
-    let list = opened.profile.contacts()?;
-    let verified = load_verified(&opened.profile)?;
-    let mut s = start(opened.profile, &cfg, transport).await?;
-    let mut presence: HashMap<UserId, Presence> = HashMap::new();
-    let quiet = Duration::from_millis(500);
-    let deadline = tokio::time::sleep(CONNECT_PATIENCE);
-    tokio::pin!(deadline);
-    let mut caught_up = false;
-    loop {
-        tokio::select! {
-            () = &mut deadline => break,
-            e = s.events.recv() => match e {
-                Some(Event::CaughtUp) => {
-                    caught_up = true;
-                    deadline.as_mut().reset(tokio::time::Instant::now() + quiet);
-                }
-                Some(Event::Presence { user, presence: p }) => {
-                    presence.insert(user, p);
-                    if caught_up {
-                        deadline.as_mut().reset(tokio::time::Instant::now() + quiet);
-                    }
-                }
-                Some(_) => {}
-                None => break,
-            }
-        }
-    }
-    s.client.shutdown().await;
-    if list.is_empty() {
-        eprintln!("no contacts yet: they appear once you message someone");
-    }
-    for c in list {
-        if c.user == s.me {
-            continue;
-        }
-        let v = if verified.contains(&c.user) {
-            "\tverified"
-        } else {
-            ""
-        };
-        println!(
-            "{}\t{}\t{} device(s){v}",
-            c.username,
-            presence_word(presence.get(&c.user).cloned()),
-            c.devices.len()
-        );
-    }
-    Ok(())
-}
-
 /// `spider safety @USER` (and `verify`, which also records the check).
 pub(crate) fn safety(dir: &Path, user: &str, mark_verified: bool) -> anyhow::Result<()> {
     let user = parse_user(user)?;
@@ -1134,17 +1210,13 @@ pub(crate) fn safety(dir: &Path, user: &str, mark_verified: bool) -> anyhow::Res
         bail!("no identity key of {user} is known yet: exchange a message first");
     }
     if mark_verified {
-        let mut v = load_verified(&opened.profile)?;
-        if !v.contains(&contact.user) {
-            v.push(contact.user);
-        }
-        opened.profile.put(K_VERIFIED, &v)?;
+        opened.profile.set_verified(contact.user, true)?;
         opened.profile.flush()?;
         println!(
             "marked {user} verified: compare the numbers above with theirs (in person or on a call)"
         );
     } else {
-        let v = load_verified(&opened.profile)?;
+        let v = opened.profile.verified_users()?;
         println!(
             "{}",
             if v.contains(&contact.user) {

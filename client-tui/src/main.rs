@@ -24,7 +24,7 @@ mod snapshots;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ratatui::crossterm::event;
 use tokio::sync::mpsc;
@@ -137,7 +137,7 @@ enum Command {
         #[arg(long, value_name = "SECS", default_value_t = 5)]
         wait: u64,
     },
-    /// Rooms (needs relay room support).
+    /// Rooms: create, invite, links, join, leave, kick, members.
     #[command(subcommand)]
     Room(RoomCommand),
     /// List contacts with their presence.
@@ -176,16 +176,24 @@ pub(crate) enum RoomCommand {
         /// @USER.
         user: String,
     },
-    /// Make an invite link.
+    /// Make an invite link (printed on stdout) that lets anyone holding it
+    /// join.
     Link {
         /// The room.
         name: String,
-        /// How long the link works, e.g. 1h, 7d.
+        /// How long the link works: a number and s, m, h, d or w (1h, 7d).
         #[arg(long)]
         expires: Option<String>,
         /// How many times it can be used.
         #[arg(long)]
         uses: Option<u32>,
+    },
+    /// Revoke an invite link.
+    Revoke {
+        /// The room.
+        name: String,
+        /// The link, as `room link` printed it.
+        link: String,
     },
     /// Join a room you were invited to, or through an invite link.
     Join {
@@ -319,11 +327,7 @@ fn run() -> anyhow::Result<()> {
         Command::Safety { user } => cli::safety(&profile()?, &user, false),
         Command::Verify { user } => cli::safety(&profile()?, &user, true),
         Command::Profile(ProfileCommand::Set { name }) => {
-            let _ = name;
-            bail!(
-                "setting the profile is not supported yet: the SDK does not send SetProfile \
-                 (encrypted profiles) yet"
-            )
+            rt.block_on(cli::profile_set(&profile()?, &name, transport))
         }
         Command::Demo => run_demo(&rt, transport, cli.images, offset),
     }

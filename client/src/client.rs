@@ -21,6 +21,8 @@ use crate::engine::{ClientError, Engine, Event, Recipient};
 use crate::store::ProfileStore;
 use crate::transport::{self, Link, RelayTarget, TransportChoice};
 
+mod social;
+
 /// Reconnect delays: exponential from `initial` to `max`, each drawn at
 /// random from its upper half ("equal jitter"), so that clients cut off
 /// together do not come back together.
@@ -95,6 +97,8 @@ pub(crate) enum Command {
     Kick(RoomId, UserId, Reply<()>),
     /// Files: [`crate::attachments`].
     Attachment(crate::attachments::Request),
+    /// Links, leaving, profiles, presence, queries: `client/social.rs`.
+    Social(social::SocialCommand),
     Shutdown,
 }
 
@@ -272,6 +276,7 @@ fn command<S: ProfileStore>(engine: &mut Engine<S>, transfers: &mut Transfers, c
             let _ = r.send(engine.kick(room, user, now));
         }
         Command::Attachment(r) => transfers.request(engine, r),
+        Command::Social(c) => social::run(engine, c, now),
         Command::Shutdown => return false,
     }
     true

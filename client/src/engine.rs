@@ -35,6 +35,12 @@
 //!   what follows.
 //! - **Identity changes** are accepted (trust on first use, then the new key
 //!   replaces the old) and surface as [`Event::IdentityChanged`].
+//! - **Room requests** (create, invite, accept, decline, join by link,
+//!   leave, kick, links) each get exactly one [`Event::RoomRequestDone`]
+//!   while the connection lasts.
+//!
+//! Invite links, leaving, profiles and presence are in `engine/social.rs`
+//! (see [`crate::social`] for their formats and records).
 
 use core::cell::RefCell;
 use core::fmt;
@@ -52,7 +58,7 @@ use spider_protocol::ServerFrame;
 use spider_protocol::bytes::{BoundedBytes, BoundedVec, FixedBytes};
 use spider_protocol::error::{ErrorCode, ErrorDetail};
 use spider_protocol::ids::{
-    DeviceAddress, DeviceId, MessageId, RequestId, RoomId, Seq, Timestamp, UserId,
+    DeviceAddress, DeviceId, LinkToken, MessageId, RequestId, RoomId, Seq, Timestamp, UserId,
 };
 use spider_protocol::message::{
     Ack, AddDevice, ChangeRoom, DeviceCiphertext, EnvelopeBody, EphemeralCopy, EphemeralTarget,
@@ -71,7 +77,10 @@ use crate::crypto_store::{
 };
 use crate::keystore::KeystoreError;
 use crate::profile::{BoxRng, Contact, HistoryEntry, OutboxEntry, Profile, RoomState, Target};
+use crate::social::ContactPresence;
 use crate::store::ProfileStore;
+
+mod social;
 
 /// Agent string sent in the hello.
 pub const AGENT: &str = concat!("spider-client/", env!("CARGO_PKG_VERSION"));
@@ -173,6 +182,52 @@ pub enum Event {
         /// Its name.
         username: Username,
     },
+    /// The relay answered one of our own room requests (create, invite,
+    /// accept, decline, join by link, leave, kick, links): exactly one per
+    /// request made while connected. On success an [`Event::RoomChanged`]
+    /// (or [`Event::LinkCreated`]) comes too.
+    RoomRequestDone {
+        /// The room; `None` when refused before it was known (a new room's
+        /// name taken, a dead invite link).
+        room: Option<RoomId>,
+        /// What we asked for.
+        action: RoomAction,
+        /// Done, or the relay's refusal ([`ClientError::Relay`]).
+        result: Result<(), ClientError>,
+    },
+    /// An invite link was made ([`Engine::create_link`]).
+    LinkCreated {
+        /// The room.
+        room: RoomId,
+        /// The link's secret: see [`crate::social::invite_link`].
+        token: LinkToken,
+    },
+    /// The relay's list of our contacts with their presence
+    /// ([`Engine::list_contacts`]).
+    ContactsListed {
+        /// Each contact.
+        contacts: Vec<ContactPresence>,
+    },
+    /// A contact gave us their profile key; their profile is being fetched
+    /// ([`Event::ProfileFetched`] follows).
+    ProfileKeyReceived {
+        /// Whose.
+        user: UserId,
+    },
+    /// A contact's profile was read (after their key arrived, or
+    /// [`Engine::refresh_profiles`]).
+    ProfileFetched {
+        /// Whose.
+        user: UserId,
+        /// Their display name (sanitized), `None` if they set none.
+        display_name: Option<String>,
+    },
+    /// The relay answered [`Engine::set_display_name`]: our profile is
+    /// stored, or the refusal.
+    ProfileSaved {
+        /// Stored, or [`ClientError::Relay`].
+        result: Result<(), ClientError>,
+    },
     /// The relay is shutting down: reconnect after the delay.
     Drain {
         /// Milliseconds to wait.
@@ -234,6 +289,12 @@ pub enum ClientError {
     /// No such room here.
     #[error("unknown room")]
     UnknownRoom,
+    /// A contact's profile did not decrypt with the key they gave us.
+    #[error("a contact's profile could not be read")]
+    BadProfile,
+    /// A display name over [`crate::social::MAX_DISPLAY_NAME_LEN`] bytes.
+    #[error("display name too long")]
+    NameTooLong,
     /// The relay's welcome names another relay than the profile's.
     #[error("relay name differs from the profile's")]
     WrongRelay,
@@ -327,6 +388,8 @@ enum Pending {
         change: RoomChange,
         retried: bool,
     },
+    /// Links, contacts, profiles: see `engine/social.rs`.
+    Social(social::SocialPending),
 }
 
 enum Conn {
@@ -554,6 +617,7 @@ impl<S: ProfileStore> Engine<S> {
                     who: UserRef::Id(ok.user),
                 }));
                 self.profile.prune_seen(now)?;
+                self.social_ready()?;
                 for e in self.profile.outbox()? {
                     self.enqueue(e, None);
                 }
@@ -561,10 +625,12 @@ impl<S: ProfileStore> Engine<S> {
                 Ok(())
             }
             ServerFrame::Error(e) => self.handle_error(e, now),
-            ServerFrame::Done(d) => {
-                self.pending.remove(&d.req);
-                Ok(())
-            }
+            ServerFrame::Done(d) => match self.pending.remove(&d.req) {
+                // Leave and decline are answered with Done, not RoomInfo.
+                Some(Pending::Change { change, .. }) => self.change_applied(&change, None),
+                Some(Pending::Social(p)) => self.social_done(p),
+                _ => Ok(()),
+            },
             ServerFrame::PreKeysLow(low) => self.refill(Some(low.remaining), now),
             ServerFrame::UserInfo(info) => {
                 let contact = Contact {
@@ -598,7 +664,7 @@ impl<S: ProfileStore> Engine<S> {
                     | None => {}
                     Some(_) => return Err(ClientError::Protocol("mismatched reply")),
                 }
-                Ok(())
+                self.user_learned(info.user, now)
             }
             ServerFrame::PreKeyBundles(b) => {
                 let Some(Pending::Fetch { job, leg, device }) = self.pending.remove(&b.req) else {
@@ -684,6 +750,7 @@ impl<S: ProfileStore> Engine<S> {
             ServerFrame::RoomInfo(info) => {
                 let p = self.pending.remove(&info.req);
                 self.save_room_info(&info)?;
+                self.note_room_info(&info)?;
                 match p {
                     // The job is in its `Info` phase: now it distributes.
                     Some(Pending::RoomInfo { job: Some(job) }) => self.advance(job, now),
@@ -703,9 +770,8 @@ impl<S: ProfileStore> Engine<S> {
                         self.events
                             .push_back(Event::RoomChanged { room: info.room });
                     }
-                    Some(Pending::Change { .. }) => {
-                        self.events
-                            .push_back(Event::RoomChanged { room: info.room });
+                    Some(Pending::Change { change, .. }) => {
+                        self.change_applied(&change, Some(&info))?;
                     }
                     _ => {}
                 }
@@ -729,6 +795,10 @@ impl<S: ProfileStore> Engine<S> {
                 });
                 Ok(())
             }
+            f @ (ServerFrame::LinkCreated(_)
+            | ServerFrame::LinkInfo(_)
+            | ServerFrame::Contacts(_)
+            | ServerFrame::Profile(_)) => self.social_frame(f, now),
             // Replies to requests this version does not make.
             _ => Ok(()),
         }
@@ -887,6 +957,9 @@ impl<S: ProfileStore> Engine<S> {
                         self.profile.save_room(&st)?;
                     }
                     self.submit_change(change, true);
+                } else {
+                    // No epoch to re-sign against: answer rather than drop.
+                    self.change_refused(change, &e);
                 }
                 Ok(())
             }
@@ -900,6 +973,11 @@ impl<S: ProfileStore> Engine<S> {
                 let _ = now;
                 self.fail(job, e.code, e.message.as_str().to_owned())
             }
+            Some(Pending::Change { change, .. }) => {
+                self.change_refused(change, &e);
+                Ok(())
+            }
+            Some(Pending::Social(p)) => self.social_error(p, &e),
             Some(Pending::Auth) => {
                 self.conn = Conn::Disconnected;
                 Err(ClientError::Relay {
@@ -1800,6 +1878,7 @@ impl<S: ProfileStore> Engine<S> {
                 room: RoomRef::Id(c.room),
             }));
         }
+        self.note_room_change(c, invited_me || unnamed)?;
         self.events.push_back(Event::RoomChanged { room: c.room });
         Ok(())
     }
@@ -2039,7 +2118,7 @@ impl<S: ProfileStore> Engine<S> {
                 from: from.user,
                 started: *started,
             }),
-            Body::ProfileKey { .. } => {}
+            Body::ProfileKey { key } => self.profile_key_received(from, key, one_to_one)?,
             Body::Text { .. } | Body::Attachment { .. } => {
                 let me = self.me()?;
                 // Our own other device's copy names the conversation in `to`;
@@ -2091,17 +2170,13 @@ impl<S: ProfileStore> Engine<S> {
 
 impl<S: ProfileStore> Engine<S> {
     /// Names of the relay's frames this engine does not act on yet, for
-    /// documentation: blobs (the driver's transfers handle those, see
-    /// [`crate::attachments`]), contacts, profiles, invite links.
+    /// documentation: the room list; blobs are handled by the driver's transfers
+    /// (see [`crate::attachments`]).
     pub const UNHANDLED: &'static [&'static str] = &[
         "BlobUploadReady",
         "BlobStored",
         "BlobChunk",
         "BlobEnd",
-        "Contacts",
-        "Profile",
-        "LinkCreated",
-        "LinkInfo",
         "RoomList",
     ];
 }

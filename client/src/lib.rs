@@ -25,6 +25,8 @@
 //!   spider-protocol.
 //! - [`content`]: the plaintext format inside encrypted payloads.
 //! - [`engine`]: the sans-I/O client state machine.
+//! - [`social`]: encrypted profiles, invite links, and what the SDK keeps
+//!   about contacts and rooms (display names, roles, invitations).
 //! - [`transport`], [`client`]: QUIC and WebSocket links and the async
 //!   driver.
 //! - [`attachments`]: files, encrypted and uploaded as blobs, sent as
@@ -96,6 +98,7 @@ pub mod crypto_store;
 pub mod engine;
 pub mod keystore;
 pub mod profile;
+pub mod social;
 pub mod store;
 pub mod transport;
 

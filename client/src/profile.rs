@@ -29,6 +29,7 @@
 //! | `seen/<message id 16>`                | first-seen time (dedup of retransmissions) |
 //! | `mailbox`                             | last acked mailbox sequence number       |
 //! | `settings`                            | [`Settings`]                             |
+//! | `social/...`, `cli/verified`          | profile keys, display names, roles, invitations, verified marks: see [`crate::social`] |
 
 use core::fmt;
 use std::path::Path;

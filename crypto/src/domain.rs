@@ -41,6 +41,7 @@ pub const ALL_KDF_INFOS: &[&[u8]] = &[
     KDF_MESSAGE_KEYS,
     KDF_SENDER_KEY_MESSAGE_KEYS,
     KDF_ATTACHMENT_STREAM,
+    KDF_PROFILE,
 ];
 
 /// Version byte that opens every Spider crypto wire message.
@@ -81,6 +82,10 @@ pub const KDF_SENDER_KEY_MESSAGE_KEYS: &[u8] = b"spider/v1/kdf/sender-key-messag
 /// HKDF-SHA256 info for an attachment: expands the random 32-byte file key into
 /// the STREAM's 32-byte ChaCha20-Poly1305 key and 7-byte nonce prefix.
 pub const KDF_ATTACHMENT_STREAM: &[u8] = b"spider/v1/kdf/attachment-stream";
+/// HKDF-SHA256 info for an encrypted profile: expands the random 32-byte
+/// profile key (shared with contacts over 1:1 sessions) into the
+/// ChaCha20-Poly1305 key of the profile blob the relay stores.
+pub const KDF_PROFILE: &[u8] = b"spider/v1/kdf/profile";
 
 #[cfg(test)]
 mod tests {

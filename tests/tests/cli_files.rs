@@ -117,6 +117,7 @@ async fn send_file_then_recv_json_saves_the_files_and_describes_them() {
         "text",
         "attachment",
         "sent_at",
+        "display_name",
     ];
     for m in &got {
         let keys: Vec<&str> = m.as_object().unwrap().keys().map(String::as_str).collect();

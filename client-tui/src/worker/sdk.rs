@@ -3,17 +3,17 @@
 //! [`WorkerEvent`]s.
 //!
 //! Status: 1:1 texts (sending, receiving, Sent/Delivered/Read), `/msg` by
-//! name (an SDK lookup), presence,
-//! typing notices, connection state, identity changes and first-run
-//! registration work. Files: `/file PATH` sends through the SDK with upload
-//! progress; a file that arrives while the app runs is downloaded into
-//! `PROFILE/files` with download progress, and an image is previewed from
-//! the saved file (files in the history shown at start are previewed when
-//! saved before, not fetched). Requests the SDK or the relay cannot serve
-//! yet (rooms, links, profiles, search, in-app safety numbers while
-//! connected) are answered with an error saying so.
+//! name (an SDK lookup), typing notices, connection state, identity changes
+//! and first-run registration; rooms (create, invite, links, join, decline,
+//! leave, kick, members), safety numbers and verification, display names,
+//! and contacts' presence (`sdk/social.rs`). Files: `/file PATH` sends
+//! through the SDK with upload progress; a file that arrives while the app
+//! runs is downloaded into `PROFILE/files` with download progress, and an
+//! image is previewed from the saved file (files in the history shown at
+//! start are previewed when saved before, not fetched). Search is answered
+//! with an error saying it is not supported yet.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use spider_client::attachments::{
@@ -26,18 +26,21 @@ use spider_client::profile::{Account as SdkAccount, Profile, os_rng};
 use spider_client::store::SledStore;
 use spider_protocol::error::ErrorCode;
 use spider_protocol::ids::{MessageId, RoomId, Timestamp, UserId};
-use spider_protocol::message::Presence;
 use spider_protocol::name::Username;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::fake::wall_clock;
 use super::{
-    Account, Attachment, ChatMessage, ConnectionState, Contact, ConversationId, Delivery,
-    MessageBody, ReplyTo, Request, Transport, TransportChoice, WorkerError, WorkerEvent,
+    Account, Attachment, ChatMessage, ConnectionState, ConversationId, Delivery, MessageBody,
+    Request, Transport, TransportChoice, WorkerError, WorkerEvent,
 };
 use crate::cli::{self, CliConfig, Session};
 use crate::preview::MAX_PREVIEW_BYTES;
+
+mod social;
+
+use social::{AfterLookup, SocialState, pumped};
 
 /// What the adapter starts from.
 pub(crate) struct SdkWorker {
@@ -59,8 +62,14 @@ struct Running {
     sent: HashMap<MessageId, ConversationId>,
     /// Messages from accounts whose name is being looked up.
     held: Vec<(UserId, ConversationId, ChatMessage)>,
-    /// `open_direct` requests waiting for the relay's lookup.
-    opening: Vec<(Username, ReplyTo<Contact>)>,
+    /// Requests waiting for the relay's look-up of a name.
+    opening: Vec<(Username, AfterLookup)>,
+    /// SDK events that arrived while a request waited for the SDK; handled
+    /// next (reading them meanwhile keeps the SDK's event channel from
+    /// filling up and stalling the very answer we wait for).
+    backlog: VecDeque<Event>,
+    /// Rooms, profiles, presence, verification.
+    social: SocialState,
     /// Where downloads go: `PROFILE/files`.
     files: PathBuf,
     /// Files moving either way: their conversation, name and media type.
@@ -103,17 +112,6 @@ fn transport_of(t: TransportChoice) -> Transport {
     }
 }
 
-fn contact(id: UserId, name: Username) -> Contact {
-    Contact {
-        id,
-        name,
-        display_name: None,
-        presence: Presence::Offline { last_seen: None },
-        verified: false,
-        identity_changed: false,
-    }
-}
-
 impl SdkWorker {
     /// Starts the task.
     pub(crate) fn spawn(
@@ -144,6 +142,15 @@ impl SdkWorker {
                 }
             }
             loop {
+                if let Some(r) = running.as_mut() {
+                    while let Some(ev) = r.backlog.pop_front() {
+                        for out in r.event(ev, t).await {
+                            if events.send(out).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
                 let event = async {
                     match running.as_mut() {
                         Some(r) => r.session.events.recv().await,
@@ -173,7 +180,7 @@ impl SdkWorker {
                     ev = event => {
                         let Some(ev) = ev else { break };
                         if let Some(r) = running.as_mut() {
-                            for out in r.event(ev, t) {
+                            for out in r.event(ev, t).await {
                                 if events.send(out).is_err() { return; }
                             }
                             r.start_downloads().await;
@@ -199,13 +206,10 @@ impl SdkWorker {
             .ok_or_else(|| anyhow::anyhow!("the profile has no relay address"))?;
         let account = profile.account()?;
         let mut names = HashMap::new();
-        let mut contacts = Vec::new();
         for c in profile.contacts()? {
             names.insert(c.user, c.username.clone());
-            if Some(c.user) != account.user {
-                contacts.push(contact(c.user, c.username));
-            }
         }
+        let (social, roster) = SocialState::load(&profile, account.user, &names)?;
         let me_id = account.user;
         let mut history = Vec::new();
         for h in profile.history()? {
@@ -266,10 +270,13 @@ impl SdkWorker {
             }),
         });
         let _ = events.send(WorkerEvent::Roster {
-            contacts,
-            rooms: Vec::new(),
-            invitations: Vec::new(),
+            contacts: roster.contacts,
+            rooms: roster.rooms,
+            invitations: roster.invitations,
         });
+        // Presence and display names arrive as events.
+        let _ = session.client.list_contacts().await;
+        let _ = session.client.refresh_profiles().await;
         for h in history {
             let _ = events.send(h);
         }
@@ -287,6 +294,8 @@ impl SdkWorker {
             transfers: HashMap::new(),
             fetch: Vec::new(),
             senders: HashMap::new(),
+            backlog: VecDeque::new(),
+            social,
         })
     }
 
@@ -370,6 +379,7 @@ fn reject(req: Request, e: WorkerError) {
 impl Running {
     async fn handle(&mut self, req: Request) {
         let client = &self.session.client;
+        let (events, backlog) = (&mut self.session.events, &mut self.backlog);
         match req {
             Request::SendText {
                 conversation,
@@ -377,8 +387,12 @@ impl Running {
                 reply,
             } => {
                 let r = match conversation {
-                    ConversationId::Direct(u) => client.send_text(u, text.clone()).await,
-                    ConversationId::Room(room) => client.send_room_text(room, text.clone()).await,
+                    ConversationId::Direct(u) => {
+                        pumped(events, backlog, client.send_text(u, text.clone())).await
+                    }
+                    ConversationId::Room(room) => {
+                        pumped(events, backlog, client.send_room_text(room, text.clone())).await
+                    }
                 };
                 let _ = reply.send(match r {
                     Ok(id) => {
@@ -400,17 +414,12 @@ impl Running {
                     .names
                     .iter()
                     .find(|(_, n)| **n == user)
-                    .map(|(id, n)| contact(*id, n.clone()));
+                    .map(|(id, n)| self.social.contact(*id, n.clone()));
                 match found {
                     Some(c) => {
                         let _ = reply.send(Ok(c));
                     }
-                    None => match client.lookup_user(user.clone()).await {
-                        Ok(()) => self.opening.push((user, reply)),
-                        Err(_) => {
-                            let _ = reply.send(Err(WorkerError::Offline));
-                        }
-                    },
+                    None => self.look_up(user, AfterLookup::Open(reply)).await,
                 }
             }
             Request::MarkRead {
@@ -418,12 +427,13 @@ impl Running {
                 up_to,
             } => {
                 if let ConversationId::Direct(u) = conversation {
-                    let _ = client.send_receipt(u, ReceiptKind::Read, vec![up_to]).await;
+                    let receipt = client.send_receipt(u, ReceiptKind::Read, vec![up_to]);
+                    let _ = pumped(events, backlog, receipt).await;
                 }
             }
             Request::Typing { conversation } => {
                 if let ConversationId::Direct(u) = conversation {
-                    let _ = client.send_typing(u, true).await;
+                    let _ = pumped(events, backlog, client.send_typing(u, true)).await;
                 }
             }
             Request::SendFile {
@@ -433,13 +443,8 @@ impl Running {
             } => {
                 let _ = reply.send(self.send_file(conversation, path).await);
             }
-            Request::SafetyNumber { .. } | Request::Verify { .. } => reject(
-                req,
-                unsupported("safety numbers inside the app (use `spider safety`)"),
-            ),
-            Request::SetProfile { .. } => reject(req, unsupported("profiles")),
             Request::Search { .. } => reject(req, unsupported("search")),
-            other => reject(other, unsupported("rooms")),
+            other => self.social_request(other).await,
         }
     }
 
@@ -608,7 +613,7 @@ impl Running {
         }
     }
 
-    fn event(&mut self, ev: Event, t: Transport) -> Vec<WorkerEvent> {
+    async fn event(&mut self, ev: Event, t: Transport) -> Vec<WorkerEvent> {
         let mut out = Vec::new();
         match ev {
             Event::Connected { .. } => {
@@ -617,9 +622,10 @@ impl Running {
                 }))
             }
             Event::Disconnected => {
-                for (_, reply) in self.opening.drain(..) {
-                    let _ = reply.send(Err(WorkerError::Offline));
+                for (_, after) in self.opening.drain(..) {
+                    after.fail(WorkerError::Offline);
                 }
+                self.social.disconnected();
                 out.push(WorkerEvent::Connection(ConnectionState::Reconnecting {
                     attempt: 1,
                     retry_in_ms: 0,
@@ -630,8 +636,8 @@ impl Running {
                 message: None,
                 ..
             }) if code == ErrorCode::UNKNOWN_USER && !self.opening.is_empty() => {
-                let (name, reply) = self.opening.remove(0);
-                let _ = reply.send(Err(WorkerError::NoSuchUser(name)));
+                let (name, after) = self.opening.remove(0);
+                after.fail(WorkerError::NoSuchUser(name));
             }
             Event::MessageReceived {
                 id,
@@ -691,12 +697,14 @@ impl Running {
                     .into_iter()
                     .partition(|(n, _)| *n == username);
                 self.opening = keep;
-                for (_, reply) in answer {
-                    let _ = reply.send(Ok(contact(user, username.clone())));
+                for (_, after) in answer {
+                    self.after_lookup(after, user, username.clone()).await;
                 }
                 if new && user != self.session.me {
-                    out.push(WorkerEvent::ContactChanged(contact(user, username.clone())));
+                    let c = self.social.contact(user, username.clone());
+                    out.push(WorkerEvent::ContactChanged(c));
                 }
+                out.extend(self.announce_invitations().await);
                 let (ready, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
                     .into_iter()
                     .partition(|(u, _, _)| *u == user);
@@ -745,13 +753,15 @@ impl Running {
                 }
             }
             Event::Presence { user, presence } => {
+                self.social.presence.insert(user, presence);
                 out.push(WorkerEvent::Presence { user, presence });
             }
             Event::IdentityChanged { user, .. } => {
+                self.identity_changed(user).await;
                 out.push(WorkerEvent::IdentityChanged { user });
             }
             Event::Attachment(e) => self.attachment(e, &mut out),
-            _ => {}
+            other => out.extend(self.social_event(other).await),
         }
         out
     }

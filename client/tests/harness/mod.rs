@@ -655,6 +655,8 @@ impl FakeRelay {
                     }
                 }
             }
+            // Contacts (presence subscriptions) are taken and not kept.
+            ClientFrame::EditContact(e) => self.send(c, ServerFrame::Done(Done { req: e.req })),
             other => panic!("fake relay does not handle {:?}", other.kind()),
         }
     }
