@@ -424,3 +424,31 @@ pub(crate) async fn serve(listener: TcpListener, mut shutdown: Shutdown) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_limit_is_listed_from_the_start_under_its_configuration_key() {
+        let text = render();
+        for l in Limit::ALL {
+            let line = format!("spider_limit_rejections_total{{limit=\"{}\"}} ", l.name());
+            assert!(text.contains(&line), "{line} missing");
+            // The label is the `[limits]` key an operator would change
+            // (two are not numbers under `[limits]`).
+            if !matches!(l, Limit::FrameSize | Limit::AllowedOrigins) {
+                let toml = format!("[limits]\n{} = 1\n", l.name());
+                assert!(
+                    toml::from_str::<crate::config::FileConfig>(&toml).is_ok(),
+                    "{} is not a [limits] key",
+                    l.name()
+                );
+            }
+        }
+        assert!(
+            toml::from_str::<crate::config::FileConfig>("allowed_origins = []").is_ok(),
+            "allowed_origins is not a key"
+        );
+    }
+}
