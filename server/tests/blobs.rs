@@ -227,12 +227,12 @@ async fn size_and_quota_limits_are_enforced_at_start_and_others_keep_working() {
         c.limits.blob_quota = 1500;
     })
     .await;
-    let size_before = relay.limit_rejections("blob_max_size").await;
-    let quota_before = relay.limit_rejections("blob_quota").await;
+    let size = Counted::new(&relay, "blob_max_size").await;
+    let quota = Counted::new(&relay, "blob_quota").await;
     let (_alice, mut a) = register(&relay, Transport::Quic, "alice").await;
     let (req, f) = start(&mut a, 1001).await;
     assert_eq!(err(f), (Some(req), ErrorCode::BLOB_TOO_LARGE));
-    assert!(relay.limit_rejections("blob_max_size").await > size_before);
+    size.saw(1).await;
     upload(&mut a, &bytes(1000, 3)).await;
     assert_eq!(
         err(start(&mut a, 600).await.1).1,
@@ -255,7 +255,7 @@ async fn size_and_quota_limits_are_enforced_at_start_and_others_keep_working() {
         err(t.recv().await.unwrap()).1,
         ErrorCode::BLOB_QUOTA_EXCEEDED
     );
-    assert!(relay.limit_rejections("blob_quota").await >= quota_before + 3);
+    quota.saw(3).await;
     // Another account has its own quota, and messages flow.
     let (_bob, mut b) = register(&relay, Transport::Ws, "bob").await;
     upload(&mut b, &bytes(1000, 4)).await;
@@ -266,13 +266,13 @@ async fn size_and_quota_limits_are_enforced_at_start_and_others_keep_working() {
 #[tokio::test]
 async fn uploads_in_progress_per_connection_are_limited_and_other_connections_upload() {
     let relay = start_relay_with(|c| c.limits.max_uploads_per_connection = 2).await;
-    let before = relay.limit_rejections("max_uploads_per_connection").await;
+    let counted = Counted::new(&relay, "max_uploads_per_connection").await;
     let (_alice, mut a) = register(&relay, Transport::Ws, "alice").await;
     let one = ready(&mut a, 10).await;
     let _two = ready(&mut a, 10).await;
     let (req, f) = start(&mut a, 10).await;
     assert_eq!(err(f), (Some(req), ErrorCode::RATE_LIMITED));
-    assert!(relay.limit_rejections("max_uploads_per_connection").await > before);
+    counted.saw(1).await;
     // Another connection uploads; a finished upload frees a place.
     let (_bob, mut b) = register(&relay, Transport::Ws, "bob").await;
     upload(&mut b, &bytes(100, 5)).await;

@@ -238,7 +238,7 @@ async fn add_device(relay: &TestRelay, owner: &Account, c: &mut Client) -> Serve
 #[tokio::test]
 async fn devices_over_the_maximum_are_refused_and_others_keep_working() {
     let relay = start_relay_with(|c| c.limits.max_devices = 2).await;
-    let before = relay.limit_rejections("max_devices").await;
+    let counted = Counted::new(&relay, "max_devices").await;
     let (alice, a1) = register(&relay, Transport::Quic, "alice").await;
     let mut a2 = Client::connect(&relay, Transport::Ws).await;
     match add_device(&relay, &alice, &mut a2).await {
@@ -250,7 +250,7 @@ async fn devices_over_the_maximum_are_refused_and_others_keep_working() {
         ServerFrame::Error(e) => assert_eq!(e.code, ErrorCode::TOO_MANY_DEVICES),
         f => panic!("{f:?}"),
     }
-    assert!(relay.limit_rejections("max_devices").await > before);
+    counted.saw(1).await;
     // Another account adds its second device.
     let (bob, b1) = register(&relay, Transport::Ws, "bob").await;
     let mut b2 = Client::connect(&relay, Transport::Quic).await;

@@ -63,36 +63,6 @@ async fn lookups(c: &mut Client, who: UserId, n: usize) -> usize {
     limited
 }
 
-/// Reads `limit`'s counter now; [`Counted::saw`] checks it grew by `n`.
-struct Counted<'a> {
-    relay: &'a TestRelay,
-    limit: &'static str,
-    before: u64,
-}
-
-impl<'a> Counted<'a> {
-    async fn new(relay: &'a TestRelay, limit: &'static str) -> Self {
-        let before = relay.limit_rejections(limit).await;
-        Self {
-            relay,
-            limit,
-            before,
-        }
-    }
-
-    /// At least `n` more refusals under the limit (tests in this process
-    /// that run at the same time can only add to the counter).
-    async fn saw(&self, n: u64) {
-        let now = self.relay.limit_rejections(self.limit).await;
-        assert!(
-            now >= self.before + n,
-            "{}: {} -> {now}, expected {n} more",
-            self.limit,
-            self.before
-        );
-    }
-}
-
 #[tokio::test]
 async fn oversize_frames_close_with_frame_too_large_and_others_keep_working() {
     let relay = start_relay().await;

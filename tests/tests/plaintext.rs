@@ -31,22 +31,6 @@ use spider_client::transport::TransportChoice;
 use spider_protocol::ids::RoomId;
 use spider_protocol::name::RoomName;
 
-/// `target/debug/spider-relay`, built first (cargo builds only this test's
-/// own crate graph; the binary belongs to the `spider-relay` package).
-fn relay_binary() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
-        .args(["build", "-q", "-p", "spider-relay", "--bin", "spider-relay"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "building spider-relay failed");
-    // This test runs as target/debug/deps/plaintext-HASH.
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    dir.join(format!("spider-relay{}", std::env::consts::EXE_SUFFIX))
-}
-
 /// The relay process; killed if the test fails before it is stopped.
 struct RelayProcess(Child);
 
@@ -83,7 +67,7 @@ impl RelayProcess {
 
 /// Starts `spider-relay serve` on `data`, logging at trace level into `log`.
 fn spawn_relay(data: &Path, log: &Path) -> (RelayProcess, TestRelay) {
-    let mut child = Command::new(relay_binary())
+    let mut child = Command::new(common::built_binary("spider-relay", "spider-relay"))
         .args(["serve", "--no-metrics", "--data"])
         .arg(data)
         .args(["--quic", "127.0.0.1:0", "--ws", "127.0.0.1:0"])

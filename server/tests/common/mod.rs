@@ -662,6 +662,36 @@ impl Identity {
     }
 }
 
+/// Reads `limit`'s counter now; [`Counted::saw`] checks it grew by `n`.
+pub struct Counted<'a> {
+    relay: &'a TestRelay,
+    limit: &'static str,
+    before: u64,
+}
+
+impl<'a> Counted<'a> {
+    pub async fn new(relay: &'a TestRelay, limit: &'static str) -> Self {
+        let before = relay.limit_rejections(limit).await;
+        Self {
+            relay,
+            limit,
+            before,
+        }
+    }
+
+    /// At least `n` more refusals under the limit (tests in this process
+    /// that run at the same time can only add to the counter).
+    pub async fn saw(&self, n: u64) {
+        let now = self.relay.limit_rejections(self.limit).await;
+        assert!(
+            now >= self.before + n,
+            "{}: {} -> {now}, expected {n} more",
+            self.limit,
+            self.before
+        );
+    }
+}
+
 /// A registered device.
 pub struct Account {
     pub user: UserId,
