@@ -124,6 +124,16 @@ struct Bounded<S> {
     stalled: bool,
 }
 
+impl<S> Bounded<S> {
+    fn new(inner: S, shared: &Shared) -> Self {
+        Self {
+            inner,
+            limit: Duration::from_millis(shared.config.limits.write_timeout_ms),
+            stalled: false,
+        }
+    }
+}
+
 impl<S: FrameSink> FrameSink for Bounded<S> {
     async fn send(&mut self, frame: &ServerFrame) -> Result<(), SinkError> {
         if self.stalled {
@@ -158,11 +168,7 @@ pub(crate) async fn serve<S: FrameSink>(
     on_auth: Option<tokio::sync::oneshot::Sender<Authed>>,
 ) {
     let _guard = metrics::ConnectionGuard::new(transport);
-    let mut sink = Bounded {
-        inner: sink,
-        limit: Duration::from_millis(shared.config.limits.write_timeout_ms),
-        stalled: false,
-    };
+    let mut sink = Bounded::new(sink, &shared);
     let deadline =
         Instant::now() + Duration::from_millis(shared.config.limits.handshake_timeout_ms);
     // One short-lived value per connection, on the stack: its size is no cost.
@@ -661,11 +667,7 @@ pub(crate) async fn serve_transfer<S: FrameSink>(
     mut inbound: mpsc::Receiver<Inbound>,
     me: Authed,
 ) {
-    let mut sink = Bounded {
-        inner: sink,
-        limit: Duration::from_millis(shared.config.limits.write_timeout_ms),
-        stalled: false,
-    };
+    let mut sink = Bounded::new(sink, &shared);
     let mut uploads = crate::blobs::Uploads::new(&shared, me.addr.user);
     loop {
         let f = match inbound.recv().await {
