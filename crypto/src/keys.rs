@@ -16,10 +16,9 @@
 use core::fmt;
 
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
-use ml_kem::{
-    Decapsulate as _, DecapsulationKey, Encapsulate as _, EncapsulationKey, KeyExport as _,
-    MlKem768,
-};
+#[cfg(feature = "sessions")]
+use ml_kem::{Decapsulate as _, Encapsulate as _};
+use ml_kem::{DecapsulationKey, EncapsulationKey, KeyExport as _, MlKem768};
 use rand_core::CryptoRng;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
@@ -187,6 +186,7 @@ impl IdentityKeyPair {
         &self.public
     }
 
+    #[cfg(feature = "sessions")]
     pub(crate) fn dh_private(&self) -> &[u8; 32] {
         &self.dh.0
     }
@@ -650,6 +650,7 @@ impl SignedPreKeyPair {
         }
     }
 
+    #[cfg(feature = "sessions")]
     pub(crate) fn private(&self) -> &[u8; 32] {
         &self.private.0
     }
@@ -845,6 +846,7 @@ impl KemPreKeyPair {
         })
     }
 
+    #[cfg(feature = "sessions")]
     /// ML-KEM-768 decapsulation. Implicit rejection (FIPS 203): a corrupted
     /// ciphertext gives a pseudorandom secret, so failure shows up later as an
     /// AEAD failure, never here.
@@ -858,9 +860,11 @@ impl KemPreKeyPair {
     }
 }
 
+#[cfg(feature = "sessions")]
 /// An ML-KEM-768 ciphertext and the shared secret it carries.
 pub(crate) type KemEncapsulation = (Box<[u8; KEM_CIPHERTEXT_LEN]>, Zeroizing<[u8; 32]>);
 
+#[cfg(feature = "sessions")]
 /// ML-KEM-768 encapsulation to a (verified) KEM prekey.
 pub(crate) fn kem_encapsulate<R: CryptoRng + ?Sized>(
     rng: &mut R,
@@ -918,6 +922,7 @@ impl OneTimePreKeyPair {
         }
     }
 
+    #[cfg(feature = "sessions")]
     pub(crate) fn private(&self) -> &[u8; 32] {
         &self.private.0
     }

@@ -98,20 +98,31 @@
 //! ```
 #![forbid(unsafe_code)]
 
+// Without the `sessions` feature (the relay's build) only identities,
+// prekeys, safety numbers and signature checks remain: nothing that can
+// decrypt a message.
+#[cfg(feature = "sessions")]
 pub mod attachment;
 pub mod domain;
 pub mod error;
+#[cfg(feature = "sessions")]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "sessions")]
 pub mod kdf;
 pub mod keys;
 pub mod primitives;
+#[cfg(feature = "sessions")]
 pub mod ratchet;
 pub mod safety;
+#[cfg(feature = "sessions")]
 pub mod sender_key;
+#[cfg(feature = "sessions")]
 pub mod session;
+#[cfg(feature = "sessions")]
 pub mod store;
 mod wire;
+#[cfg(feature = "sessions")]
 pub mod x3dh;
 
 #[cfg(test)]

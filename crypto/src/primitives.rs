@@ -6,7 +6,9 @@
 //! adds the check the protocol needs and the raw crate leaves to the caller:
 //! contributory X25519, strict Ed25519 verification.
 
+#[cfg(feature = "sessions")]
 use chacha20poly1305::aead::{Aead, Payload};
+#[cfg(feature = "sessions")]
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit as _};
 use ed25519_dalek::{Signature, VerifyingKey};
 use hmac::{Hmac, Mac as _};
@@ -115,8 +117,8 @@ pub fn hkdf_sha256(
 #[must_use]
 pub fn hmac_sha256(key: &[u8], data: &[u8]) -> Zeroizing<[u8; 32]> {
     #[allow(clippy::expect_used)]
-    let mut mac =
-        <Hmac<Sha256>>::new_from_slice(key).expect("HMAC accepts keys of any length (RFC 2104)");
+    let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key)
+        .expect("HMAC accepts keys of any length (RFC 2104)");
     mac.update(data);
     let mut out = Zeroizing::new([0u8; 32]);
     out.copy_from_slice(&mac.finalize().into_bytes());
@@ -124,6 +126,7 @@ pub fn hmac_sha256(key: &[u8], data: &[u8]) -> Zeroizing<[u8; 32]> {
 }
 
 /// ChaCha20-Poly1305 (RFC 8439) encryption; the tag is appended.
+#[cfg(feature = "sessions")]
 ///
 /// # Errors
 /// [`PrimitiveError::Aead`] if the input is too long for the cipher.
@@ -145,6 +148,7 @@ pub fn aead_seal(
         .map_err(|_| PrimitiveError::Aead)
 }
 
+#[cfg(feature = "sessions")]
 /// ChaCha20-Poly1305 decryption of `ciphertext || tag`. The returned plaintext
 /// is an ordinary `Vec` that the caller owns (it is not wiped on drop).
 ///

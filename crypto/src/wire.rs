@@ -46,6 +46,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[cfg(feature = "sessions")]
     /// The rest of the input.
     pub(crate) fn rest(&mut self) -> &'a [u8] {
         let rest = self.bytes.get(self.pos..).unwrap_or(&[]);

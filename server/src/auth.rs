@@ -8,7 +8,6 @@
 use std::net::IpAddr;
 
 use spider_protocol::ErrorCode;
-use spider_protocol::error::ErrorDetail;
 use spider_protocol::ids::{DeviceAddress, DeviceId, UserId};
 use spider_protocol::keys::{IdentityKeys, PreKeyCounts, PreKeyUpload};
 use spider_protocol::message::{AddDevice, Login, Register};
@@ -16,6 +15,7 @@ use spider_protocol::name::Username;
 
 use crate::Refusal;
 use crate::directory::store_prekeys;
+use crate::metrics::Limit;
 use crate::server::Shared;
 use crate::store::StoreError;
 use crate::verify::{self, AuthVerified, PreKeysVerified};
@@ -94,13 +94,12 @@ pub(crate) async fn register(
     }
     // Before any signature work: attempts count, successful or not.
     if let Some(wait) = shared.rate.register(b.peer) {
-        return Err(Refusal {
-            code: ErrorCode::REGISTRATION_LIMITED,
-            message: "too many registrations from this address",
-            detail: ErrorDetail::RetryAfter {
-                ms: crate::ratelimit::retry_ms(wait),
-            },
-        });
+        return Err(Refusal::by(
+            Limit::Registrations,
+            ErrorCode::REGISTRATION_LIMITED,
+            "too many registrations from this address",
+        )
+        .retry_after(wait));
     }
     let checked = check_new_device(&r.identity, &r.prekeys)?;
     let _auth = check_auth(b, &r.identity, &r.auth.0)?;
@@ -181,7 +180,8 @@ pub(crate) async fn add_device(
         .store
         .add_device(a.user, &a.identity, shared.config.limits.max_devices)
         .map_err(|e| match e {
-            StoreError::TooManyDevices => Refusal::new(
+            StoreError::TooManyDevices => Refusal::by(
+                Limit::Devices,
                 ErrorCode::TOO_MANY_DEVICES,
                 "the account has its maximum number of devices",
             ),

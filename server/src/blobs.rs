@@ -38,6 +38,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::Refusal;
 use crate::auth::Authed;
+use crate::metrics::Limit;
 use crate::server::{Shared, now};
 use crate::store::BlobMeta;
 
@@ -144,13 +145,15 @@ impl Uploads {
     ) -> Result<ServerFrame, Refusal> {
         let limits = &shared.config.limits;
         if s.size > limits.blob_max_size {
-            return Err(Refusal::new(
+            return Err(Refusal::by(
+                Limit::BlobSize,
                 ErrorCode::BLOB_TOO_LARGE,
                 "the blob is too large",
             ));
         }
         if self.open.len() >= limits.max_uploads_per_connection {
-            return Err(Refusal::new(
+            return Err(Refusal::by(
+                Limit::UploadsPerConnection,
                 ErrorCode::RATE_LIMITED,
                 "too many uploads in progress on this connection",
             ));
@@ -160,7 +163,8 @@ impl Uploads {
             let mut g = self.lock();
             let reserved = g.entry(me.addr.user).or_insert(0);
             if used.saturating_add(*reserved).saturating_add(s.size) > limits.blob_quota {
-                return Err(Refusal::new(
+                return Err(Refusal::by(
+                    Limit::BlobQuota,
                     ErrorCode::BLOB_QUOTA_EXCEEDED,
                     "your blob storage quota is used up",
                 ));
@@ -280,6 +284,7 @@ impl Uploads {
                 },
             )?;
             shared.flush().await?;
+            crate::metrics::blob_stored(u.size);
             Ok(ServerFrame::BlobStored(BlobStored {
                 req: f.req,
                 blob: f.blob,
@@ -323,6 +328,7 @@ impl Download {
             .map_err(|_| unknown())?;
         let at = d.offset.min(meta.size);
         file.seek(std::io::SeekFrom::Start(at)).await.map_err(io)?;
+        crate::metrics::blob_download();
         Ok(Self {
             req: d.req,
             blob: d.blob,

@@ -123,6 +123,12 @@ pub struct Limits {
     /// reader that falls this far behind is a slow consumer and is
     /// disconnected; its mail waits in its mailbox.
     pub outbound_queue: usize,
+    /// Milliseconds one frame may take to be written before the connection
+    /// is dropped with `SLOW_CONSUMER`. A write waits only while the peer's
+    /// QUIC flow-control window or TCP buffers are full, i.e. it has stopped
+    /// reading; 30 s lets a slow link drain a megabyte, and a peer that
+    /// reads nothing at all cannot hold its connection (and its slot) open.
+    pub write_timeout_ms: u64,
     /// Decoded frames waiting for the connection's handler. 8: requests are
     /// handled in order; a small queue gives back-pressure to the sender.
     pub inbound_queue: usize,
@@ -250,6 +256,7 @@ impl Default for Limits {
             ping_interval_ms: 30_000,
             idle_timeout_ms: 90_000,
             outbound_queue: 256,
+            write_timeout_ms: 30_000,
             inbound_queue: 8,
             mailbox_quota: 10_000,
             backlog_batch: 128,
@@ -300,6 +307,9 @@ impl Limits {
         }
         if self.outbound_queue == 0 || self.inbound_queue == 0 || self.backlog_batch == 0 {
             return bad("limits.*_queue", "queues must hold at least one item");
+        }
+        if self.write_timeout_ms == 0 {
+            return bad("limits.write_timeout_ms", "must be at least 1");
         }
         if self.ping_interval_ms == 0 || self.idle_timeout_ms <= self.ping_interval_ms {
             return bad(

@@ -21,7 +21,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use spider_protocol::bytes::{BoundedString, FixedBytes};
-use spider_protocol::error::ErrorDetail;
 use spider_protocol::ids::{RequestId, Seq};
 use spider_protocol::keys::PreKeyCounts;
 use spider_protocol::message::{
@@ -34,6 +33,7 @@ use tokio::time::{Instant, sleep_until};
 use crate::auth::{self, Authed, Binding};
 use crate::directory;
 use crate::mailbox::{self, Cursor, Placement};
+use crate::metrics::Limit;
 use crate::router::{Push, Route};
 use crate::server::{Shared, now};
 use crate::shutdown::Shutdown;
@@ -58,8 +58,10 @@ pub(crate) trait FrameSink: Send {
     /// Writes and flushes one frame.
     fn send(&mut self, frame: &ServerFrame) -> impl Future<Output = Result<(), SinkError>> + Send;
     /// Closes after the frames sent so far have reached the peer (or a short
-    /// grace period has passed).
-    fn close(&mut self) -> impl Future<Output = ()> + Send;
+    /// grace period has passed), with a close code naming `error` (QUIC
+    /// application error code, WebSocket close code; protocol.md §5.8), or
+    /// the normal close code if `None`.
+    fn close(&mut self, error: Option<ErrorCode>) -> impl Future<Output = ()> + Send;
 }
 
 /// Why a connection ended (for logs and metrics).
@@ -74,22 +76,25 @@ enum End {
     Drain,
 }
 
-/// Sends an error frame without a `req`, which closes the connection.
-async fn fatal<S: FrameSink>(sink: &mut S, code: ErrorCode, message: &str) -> End {
-    let f = ServerFrame::Error(ErrorFrame {
-        req: None,
-        code,
-        message: BoundedString::truncating(message),
-        detail: ErrorDetail::None,
-    });
-    let _ = sink.send(&f).await;
-    sink.close().await;
-    metrics::rejection(code);
+/// Sends an error frame without a `req`, then closes the connection with
+/// the same code.
+async fn fatal<S: FrameSink>(sink: &mut S, code: ErrorCode, message: &'static str) -> End {
+    fatal_refusal(sink, Refusal::new(code, message)).await
+}
+
+/// [`fatal`] for a refusal, counting the limit behind it.
+async fn fatal_refusal<S: FrameSink>(sink: &mut S, r: Refusal) -> End {
+    let code = r.code;
+    let _ = sink.send(&refusal_frame(None, r)).await;
+    sink.close(Some(code)).await;
     End::Error(code)
 }
 
 fn refusal_frame(req: Option<spider_protocol::ids::RequestId>, r: Refusal) -> ServerFrame {
     metrics::rejection(r.code);
+    if let Some(limit) = r.limit {
+        metrics::limit_hit(limit);
+    }
     ServerFrame::Error(ErrorFrame {
         req,
         code: r.code,
@@ -98,11 +103,54 @@ fn refusal_frame(req: Option<spider_protocol::ids::RequestId>, r: Refusal) -> Se
     })
 }
 
-fn bad_frame_message(code: ErrorCode) -> &'static str {
+/// The refusal of bytes that are not a frame (fatal on the connection).
+fn bad_frame(code: ErrorCode) -> Refusal {
     if code == ErrorCode::FRAME_TOO_LARGE {
-        "frame too large"
+        Refusal::by(Limit::FrameSize, code, "frame too large")
     } else {
-        "malformed frame"
+        Refusal::new(code, "malformed frame")
+    }
+}
+
+/// A sink whose writes give up after `limit`: a write blocks only while
+/// the peer's flow-control window (QUIC) or socket buffers (TCP) are full,
+/// so a peer that stops reading is a slow consumer. Without this, its
+/// connection would wait on that write forever, deaf to the kick from its
+/// full queue and to its idle timer.
+struct Bounded<S> {
+    inner: S,
+    limit: Duration,
+    /// A write timed out; the connection is over.
+    stalled: bool,
+}
+
+impl<S> Bounded<S> {
+    fn new(inner: S, shared: &Shared) -> Self {
+        Self {
+            inner,
+            limit: Duration::from_millis(shared.config.limits.write_timeout_ms),
+            stalled: false,
+        }
+    }
+}
+
+impl<S: FrameSink> FrameSink for Bounded<S> {
+    async fn send(&mut self, frame: &ServerFrame) -> Result<(), SinkError> {
+        if self.stalled {
+            return Err(SinkError("stalled".into()));
+        }
+        match tokio::time::timeout(self.limit, self.inner.send(frame)).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.stalled = true;
+                Err(SinkError("stalled".into()))
+            }
+        }
+    }
+
+    async fn close(&mut self, error: Option<ErrorCode>) {
+        // Bounded by each sink's own grace period.
+        self.inner.close(error).await;
     }
 }
 
@@ -111,7 +159,7 @@ fn bad_frame_message(code: ErrorCode) -> &'static str {
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn serve<S: FrameSink>(
     shared: Arc<Shared>,
-    mut sink: S,
+    sink: S,
     mut inbound: mpsc::Receiver<Inbound>,
     exporter: [u8; 32],
     transport: &'static str,
@@ -120,6 +168,7 @@ pub(crate) async fn serve<S: FrameSink>(
     on_auth: Option<tokio::sync::oneshot::Sender<Authed>>,
 ) {
     let _guard = metrics::ConnectionGuard::new(transport);
+    let mut sink = Bounded::new(sink, &shared);
     let deadline =
         Instant::now() + Duration::from_millis(shared.config.limits.handshake_timeout_ms);
     // One short-lived value per connection, on the stack: its size is no cost.
@@ -152,14 +201,26 @@ pub(crate) async fn serve<S: FrameSink>(
         }
         Handshake::Done(Err(end)) => end,
         Handshake::Timeout => {
-            fatal(
-                &mut sink,
+            let r = Refusal::by(
+                Limit::HandshakeTimeout,
                 ErrorCode::HANDSHAKE_TIMEOUT,
                 "handshake timed out",
-            )
-            .await
+            );
+            fatal_refusal(&mut sink, r).await
         }
         Handshake::Drain => drain(&shared, &mut sink).await,
+    };
+    let end = match end {
+        // A write stalled: the error frame could not be written either, but
+        // the close code still says why (QUIC; on TCP the close frame waits
+        // behind the unread data).
+        End::Gone if sink.stalled => {
+            metrics::rejection(ErrorCode::SLOW_CONSUMER);
+            metrics::limit_hit(Limit::WriteTimeout);
+            sink.close(Some(ErrorCode::SLOW_CONSUMER)).await;
+            End::Error(ErrorCode::SLOW_CONSUMER)
+        }
+        end => end,
     };
     tracing::debug!(transport, ?end, "connection ended");
 }
@@ -171,7 +232,7 @@ async fn drain<S: FrameSink>(shared: &Shared, sink: &mut S) -> End {
             alternative: None,
         }))
         .await;
-    sink.close().await;
+    sink.close(None).await;
     End::Drain
 }
 
@@ -191,7 +252,7 @@ async fn handshake<S: FrameSink>(
         Some(Inbound::Frame(_)) => {
             return Err(fatal(sink, ErrorCode::UNEXPECTED_FRAME, "expected hello").await);
         }
-        Some(Inbound::Bad(code)) => return Err(fatal(sink, code, bad_frame_message(code)).await),
+        Some(Inbound::Bad(code)) => return Err(fatal_refusal(sink, bad_frame(code)).await),
         None => return Err(End::Gone),
     };
     let version = match version::negotiate(&hello, version::SUPPORTED_VERSIONS) {
@@ -199,7 +260,7 @@ async fn handshake<S: FrameSink>(
         Err(e) => {
             metrics::rejection(e.code);
             let _ = sink.send(&ServerFrame::Error(e)).await;
-            sink.close().await;
+            sink.close(Some(ErrorCode::UNSUPPORTED_VERSION)).await;
             return Err(End::Error(ErrorCode::UNSUPPORTED_VERSION));
         }
     };
@@ -227,9 +288,7 @@ async fn handshake<S: FrameSink>(
     loop {
         let frame = match inbound.recv().await {
             Some(Inbound::Frame(f)) => f,
-            Some(Inbound::Bad(code)) => {
-                return Err(fatal(sink, code, bad_frame_message(code)).await);
-            }
+            Some(Inbound::Bad(code)) => return Err(fatal_refusal(sink, bad_frame(code)).await),
             None => return Err(End::Gone),
         };
         let (req, result) = match *frame {
@@ -251,13 +310,17 @@ async fn handshake<S: FrameSink>(
             Ok((me, counts)) => return Ok((me, counts, req)),
             Err(r) => {
                 failures += 1;
-                tracing::debug!(code = %r.code, "auth attempt refused");
+                let code = r.code;
+                tracing::debug!(%code, "auth attempt refused");
                 sink.send(&refusal_frame(Some(req), r))
                     .await
                     .map_err(|_| End::Gone)?;
                 if failures >= shared.config.limits.max_auth_attempts {
-                    sink.close().await;
-                    return Err(End::Error(ErrorCode::BAD_SIGNATURE));
+                    // Closed with the last attempt's code: that error frame
+                    // was the last word.
+                    metrics::limit_hit(Limit::AuthAttempts);
+                    sink.close(Some(code)).await;
+                    return Err(End::Error(code));
                 }
             }
         }
@@ -370,16 +433,20 @@ async fn signed_in<S: FrameSink>(
             biased;
             () = shutdown.wait() => return drain(shared, sink).await,
             Some(code) = kicked.recv() => {
-                let msg = if code == ErrorCode::SLOW_CONSUMER {
-                    "too slow to read; reconnect for the rest of your mail"
+                let r = if code == ErrorCode::SLOW_CONSUMER {
+                    Refusal::by(
+                        Limit::OutboundQueue,
+                        code,
+                        "too slow to read; reconnect for the rest of your mail",
+                    )
                 } else {
-                    "this device signed in on another connection"
+                    Refusal::new(code, "this device signed in on another connection")
                 };
-                return fatal(sink, code, msg).await;
+                return fatal_refusal(sink, r).await;
             }
             item = inbound.recv() => match item {
                 None => return End::Gone,
-                Some(Inbound::Bad(code)) => return fatal(sink, code, bad_frame_message(code)).await,
+                Some(Inbound::Bad(code)) => return fatal_refusal(sink, bad_frame(code)).await,
                 Some(Inbound::Frame(f)) => {
                     last_rx = Instant::now();
                     // Acks and heartbeats are not requests: dropping them
@@ -395,7 +462,7 @@ async fn signed_in<S: FrameSink>(
                     };
                     let r = match if exempt { None } else { shared.rate.frame(&frames, me.addr.user, me.ip) } {
                         None => handle(shared, sink, me, &mut uploads, *f).await,
-                        Some(wait) => rate_limited(sink, &f, wait).await,
+                        Some((limit, wait)) => rate_limited(sink, &f, limit, wait).await,
                     };
                     if let Err(end) = r {
                         return end;
@@ -423,7 +490,12 @@ async fn signed_in<S: FrameSink>(
             }
             _ = ticker.tick() => {
                 if last_rx.elapsed() >= idle {
-                    return fatal(sink, ErrorCode::IDLE_TIMEOUT, "no frame received for too long").await;
+                    let r = Refusal::by(
+                        Limit::IdleTimeout,
+                        ErrorCode::IDLE_TIMEOUT,
+                        "no frame received for too long",
+                    );
+                    return fatal_refusal(sink, r).await;
                 }
                 nonce = nonce.wrapping_add(1);
                 if sink.send(&ServerFrame::Ping(Ping { nonce })).await.is_err() {
@@ -591,21 +663,17 @@ async fn handle<S: FrameSink>(
 /// stream is finished. The connection itself is unaffected.
 pub(crate) async fn serve_transfer<S: FrameSink>(
     shared: Arc<Shared>,
-    mut sink: S,
+    sink: S,
     mut inbound: mpsc::Receiver<Inbound>,
     me: Authed,
 ) {
+    let mut sink = Bounded::new(sink, &shared);
     let mut uploads = crate::blobs::Uploads::new(&shared, me.addr.user);
     loop {
         let f = match inbound.recv().await {
             Some(Inbound::Frame(f)) => *f,
             Some(Inbound::Bad(code)) => {
-                let _ = sink
-                    .send(&refusal_frame(
-                        None,
-                        Refusal::new(code, bad_frame_message(code)),
-                    ))
-                    .await;
+                let _ = sink.send(&refusal_frame(None, bad_frame(code))).await;
                 break;
             }
             None => break,
@@ -673,7 +741,7 @@ pub(crate) async fn serve_transfer<S: FrameSink>(
         let _ = sink.send(&refusal_frame(req, r)).await;
         break;
     }
-    sink.close().await;
+    sink.close(None).await;
 }
 
 /// The request id of a frame, if it has one.
@@ -708,15 +776,15 @@ fn req_of(f: &ClientFrame) -> Option<RequestId> {
 async fn rate_limited<S: FrameSink>(
     sink: &mut S,
     f: &ClientFrame,
+    limit: Limit,
     wait: Duration,
 ) -> Result<(), End> {
-    let r = Refusal {
-        code: ErrorCode::RATE_LIMITED,
-        message: "too many requests; slow down",
-        detail: ErrorDetail::RetryAfter {
-            ms: crate::ratelimit::retry_ms(wait),
-        },
-    };
+    let r = Refusal::by(
+        limit,
+        ErrorCode::RATE_LIMITED,
+        "too many requests; slow down",
+    )
+    .retry_after(wait);
     match req_of(f) {
         Some(req) => reply(sink, req, Err(r)).await,
         None => sink

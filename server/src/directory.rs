@@ -2,7 +2,6 @@
 //! authenticated device.
 
 use spider_protocol::bytes::{BoundedBytes, BoundedVec};
-use spider_protocol::error::ErrorDetail;
 use spider_protocol::ids::{DeviceAddress, UserId};
 use spider_protocol::keys::{PreKeyCounts, PreKeyUpload};
 use spider_protocol::message::{
@@ -14,6 +13,7 @@ use spider_protocol::{ErrorCode, ServerFrame};
 
 use crate::Refusal;
 use crate::auth::Authed;
+use crate::metrics::Limit;
 use crate::router::Push;
 use crate::server::Shared;
 use crate::store::StoreError;
@@ -21,7 +21,8 @@ use crate::verify::{self, PreKeysVerified};
 
 fn stock_refusal(e: StoreError) -> Refusal {
     match e {
-        StoreError::TooManyPreKeys => Refusal::new(
+        StoreError::TooManyPreKeys => Refusal::by(
+            Limit::OneTimePreKeys,
             ErrorCode::INVALID_PREKEYS,
             "the upload would exceed the relay's one-time prekey stock limit",
         ),
@@ -88,13 +89,12 @@ pub(crate) fn fetch_prekeys(
     f: FetchPreKeys,
 ) -> Result<ServerFrame, Refusal> {
     if let Some(wait) = shared.rate.prekey_fetch(me.addr.user) {
-        return Err(Refusal {
-            code: ErrorCode::PREKEY_FETCH_LIMITED,
-            message: "too many prekey fetches",
-            detail: ErrorDetail::RetryAfter {
-                ms: crate::ratelimit::retry_ms(wait),
-            },
-        });
+        return Err(Refusal::by(
+            Limit::PreKeyFetches,
+            ErrorCode::PREKEY_FETCH_LIMITED,
+            "too many prekey fetches",
+        )
+        .retry_after(wait));
     }
     let account = shared
         .store
@@ -175,9 +175,11 @@ pub(crate) async fn edit_contact(
             shared.config.limits.max_contacts,
         )
         .map_err(|err| match err {
-            StoreError::TooManyContacts => {
-                Refusal::new(ErrorCode::RATE_LIMITED, "contact list is full")
-            }
+            StoreError::TooManyContacts => Refusal::by(
+                Limit::Contacts,
+                ErrorCode::RATE_LIMITED,
+                "contact list is full",
+            ),
             err => Refusal::from(err),
         })?;
     shared.flush().await?;

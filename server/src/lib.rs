@@ -64,6 +64,8 @@ pub(crate) struct Refusal {
     pub(crate) code: ErrorCode,
     pub(crate) message: &'static str,
     pub(crate) detail: ErrorDetail,
+    /// The limit that refused it, if one did (for the metrics).
+    pub(crate) limit: Option<metrics::Limit>,
 }
 
 impl Refusal {
@@ -72,6 +74,25 @@ impl Refusal {
             code,
             message,
             detail: ErrorDetail::None,
+            limit: None,
+        }
+    }
+
+    /// A refusal by `limit`.
+    pub(crate) fn by(limit: metrics::Limit, code: ErrorCode, message: &'static str) -> Self {
+        Self {
+            limit: Some(limit),
+            ..Self::new(code, message)
+        }
+    }
+
+    /// With a `RetryAfter` detail.
+    pub(crate) fn retry_after(self, wait: std::time::Duration) -> Self {
+        Self {
+            detail: ErrorDetail::RetryAfter {
+                ms: ratelimit::retry_ms(wait),
+            },
+            ..self
         }
     }
 

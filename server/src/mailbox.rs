@@ -25,6 +25,7 @@ use spider_protocol::{ErrorCode, ServerFrame};
 
 use crate::Refusal;
 use crate::auth::Authed;
+use crate::metrics::Limit;
 use crate::router::{Push, PushOutcome};
 use crate::server::{Shared, now};
 use crate::store::{Enqueued, StoreError};
@@ -59,12 +60,14 @@ pub(crate) async fn send_direct(
     if !missing.is_empty() || !extra.is_empty() {
         let extra: Vec<DeviceId> = extra.into_iter().collect();
         return Err(Refusal {
-            code: ErrorCode::MISMATCHED_DEVICES,
-            message: "the copies do not match the recipient's devices",
             detail: ErrorDetail::Devices {
                 missing: BoundedVec::new(missing).unwrap_or_default(),
                 extra: BoundedVec::new(extra).unwrap_or_default(),
             },
+            ..Refusal::new(
+                ErrorCode::MISMATCHED_DEVICES,
+                "the copies do not match the recipient's devices",
+            )
         });
     }
 
@@ -102,7 +105,8 @@ pub(crate) async fn send_direct(
         }
     }
     if full {
-        return Err(Refusal::new(
+        return Err(Refusal::by(
+            Limit::MailboxQuota,
             ErrorCode::MAILBOX_FULL,
             "a recipient device's mailbox is full; retry later",
         ));

@@ -85,14 +85,12 @@ async fn terminate() {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(spider_relay::logging::filter(
-            std::env::var("RUST_LOG").ok().as_deref(),
-        ))
-        .with_writer(std::io::stderr)
+    spider_relay::logging::init(
+        std::env::var("RUST_LOG").ok().as_deref(),
+        std::io::stderr,
         // Colour only for a person at a terminal, not in files or journald.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    );
     match Cli::parse().command {
         Command::GenCerts { name, out } => {
             let files = spider_relay::tls::generate(&out, &name)?;

@@ -23,6 +23,7 @@ use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLim
 use spider_protocol::ids::UserId;
 
 use crate::config::Limits;
+use crate::metrics::Limit;
 
 fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
@@ -88,26 +89,27 @@ impl RateLimits {
         RateLimiter::direct(self.request_quota)
     }
 
-    /// How long until a frame of this connection, account and address is
-    /// allowed, or `None` if it is now. Checked in that order; a frame
-    /// refused by one limiter is not charged to the next.
+    /// Which limit refuses a frame of this connection, account and address
+    /// and how long until it is allowed, or `None` if it is allowed now.
+    /// Checked in that order; a frame refused by one limiter is not charged
+    /// to the next.
     pub(crate) fn frame(
         &self,
         limiter: &DefaultDirectRateLimiter,
         user: UserId,
         ip: IpAddr,
-    ) -> Option<Duration> {
+    ) -> Option<(Limit, Duration)> {
         let now = self.clock.now();
         if let Err(n) = limiter.check() {
-            return Some(n.wait_time_from(now));
+            return Some((Limit::ConnectionRequests, n.wait_time_from(now)));
         }
         if let Err(n) = self.account_requests.check_key(&user) {
-            return Some(n.wait_time_from(now));
+            return Some((Limit::AccountRequests, n.wait_time_from(now)));
         }
         self.ip_requests
             .check_key(&ip)
             .err()
-            .map(|n| n.wait_time_from(now))
+            .map(|n| (Limit::IpRequests, n.wait_time_from(now)))
     }
 
     /// A registration attempt from `ip`.

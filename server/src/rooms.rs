@@ -36,6 +36,7 @@ use spider_protocol::{ErrorCode, ServerFrame};
 
 use crate::Refusal;
 use crate::auth::Authed;
+use crate::metrics::Limit;
 use crate::router::{Push, PushOutcome};
 use crate::server::{Shared, now};
 use crate::store::{Enqueued, LinkRecord, RoomRecord, StoreError};
@@ -65,6 +66,18 @@ fn random<const N: usize>() -> Result<[u8; N], Refusal> {
 
 fn refuse(code: ErrorCode, message: &'static str) -> Refusal {
     Refusal::new(code, message)
+}
+
+fn room_full() -> Refusal {
+    Refusal::by(Limit::RoomMembers, ErrorCode::ROOM_FULL, "the room is full")
+}
+
+fn too_many_rooms() -> Refusal {
+    Refusal::by(
+        Limit::RoomsPerUser,
+        ErrorCode::FORBIDDEN,
+        "you are in too many rooms",
+    )
 }
 
 /// What applying an action produced besides the new record.
@@ -119,7 +132,7 @@ fn apply(
             return Err(refuse(ErrorCode::FORBIDDEN, "already a member"));
         }
         if member_count(shared, actor)? >= limits.max_rooms_per_user {
-            return Err(refuse(ErrorCode::FORBIDDEN, "you are in too many rooms"));
+            return Err(too_many_rooms());
         }
         Ok(())
     };
@@ -137,7 +150,7 @@ fn apply(
                 return Err(refuse(ErrorCode::FORBIDDEN, "already a member or invited"));
             }
             if full(room) {
-                return Err(refuse(ErrorCode::ROOM_FULL, "the room is full"));
+                return Err(room_full());
             }
             room.invited.push(*user);
             Ok(Applied::Info)
@@ -165,7 +178,7 @@ fn apply(
             join_checks(room)?;
             let invited = room.invited.contains(&actor);
             if !invited && full(room) {
-                return Err(refuse(ErrorCode::ROOM_FULL, "the room is full"));
+                return Err(room_full());
             }
             if let Some(link) = room.links.get_mut(i)
                 && let Some(n) = link.uses_left.as_mut()
@@ -219,7 +232,11 @@ fn apply(
             room.invited.retain(|u| u != user);
             if !room.banned.contains(user) {
                 if room.banned.len() >= limits.max_room_members {
-                    return Err(refuse(ErrorCode::ROOM_FULL, "too many bans"));
+                    return Err(Refusal::by(
+                        Limit::RoomMembers,
+                        ErrorCode::ROOM_FULL,
+                        "too many bans",
+                    ));
                 }
                 room.banned.push(*user);
             }
@@ -257,7 +274,11 @@ fn apply(
         } => {
             need(Role::Admin)?;
             if room.links.len() >= limits.max_room_links {
-                return Err(refuse(ErrorCode::FORBIDDEN, "too many invite links"));
+                return Err(Refusal::by(
+                    Limit::RoomLinks,
+                    ErrorCode::FORBIDDEN,
+                    "too many invite links",
+                ));
             }
             let token = LinkToken::from_bytes(random()?);
             room.links.push(LinkRecord {
@@ -294,7 +315,8 @@ pub(crate) async fn change(
     }
     let t = now();
     if t.0.abs_diff(ch.at.0) > shared.config.limits.room_clock_skew_ms {
-        return Err(refuse(
+        return Err(Refusal::by(
+            Limit::RoomClockSkew,
             ErrorCode::CLOCK_SKEW,
             "the change's time is too far from the relay's clock",
         ));
@@ -351,7 +373,7 @@ fn change_locked(
             ));
         }
         if member_count(shared, me.addr.user)? >= shared.config.limits.max_rooms_per_user {
-            return Err(refuse(ErrorCode::FORBIDDEN, "you are in too many rooms"));
+            return Err(too_many_rooms());
         }
         let id = RoomId::from_bytes(random()?);
         let room = RoomRecord {
@@ -393,6 +415,7 @@ fn change_locked(
         }
         (id, room, applied, before, g)
     };
+    crate::metrics::room_change();
 
     // Store the change for everyone who could see the room before or after.
     let mut users = before;
@@ -415,9 +438,11 @@ fn change_locked(
 
 fn stale(current: u64) -> Refusal {
     Refusal {
-        code: ErrorCode::STALE_EPOCH,
-        message: "the room changed; sign against the current epoch",
         detail: ErrorDetail::Epoch { current },
+        ..refuse(
+            ErrorCode::STALE_EPOCH,
+            "the room changed; sign against the current epoch",
+        )
     }
 }
 
@@ -587,11 +612,13 @@ pub(crate) async fn send(
     shared.flush().await?;
     push_all(shared, to_push);
     if full {
-        return Err(refuse(
+        return Err(Refusal::by(
+            Limit::MailboxQuota,
             ErrorCode::MAILBOX_FULL,
             "a member device's mailbox is full; retry later",
         ));
     }
+    crate::metrics::room_message();
     Ok(ServerFrame::Sent(Sent {
         req: s.req,
         message_id: s.message_id,

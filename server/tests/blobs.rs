@@ -221,17 +221,18 @@ async fn out_of_order_or_overlong_chunks_abort_the_upload_with_the_start_req() {
 }
 
 #[tokio::test]
-async fn size_and_quota_limits_are_enforced_at_start() {
+async fn size_and_quota_limits_are_enforced_at_start_and_others_keep_working() {
     let relay = start_relay_with(|c| {
         c.limits.blob_max_size = 1000;
         c.limits.blob_quota = 1500;
     })
     .await;
+    let size = Counted::new(&relay, "blob_max_size").await;
+    let quota = Counted::new(&relay, "blob_quota").await;
     let (_alice, mut a) = register(&relay, Transport::Quic, "alice").await;
-    assert_eq!(
-        err(start(&mut a, 1001).await.1).1,
-        ErrorCode::BLOB_TOO_LARGE
-    );
+    let (req, f) = start(&mut a, 1001).await;
+    assert_eq!(err(f), (Some(req), ErrorCode::BLOB_TOO_LARGE));
+    size.saw(1).await;
     upload(&mut a, &bytes(1000, 3)).await;
     assert_eq!(
         err(start(&mut a, 600).await.1).1,
@@ -254,9 +255,35 @@ async fn size_and_quota_limits_are_enforced_at_start() {
         err(t.recv().await.unwrap()).1,
         ErrorCode::BLOB_QUOTA_EXCEEDED
     );
-    // Another account has its own quota.
+    quota.saw(3).await;
+    // Another account has its own quota, and messages flow.
     let (_bob, mut b) = register(&relay, Transport::Ws, "bob").await;
     upload(&mut b, &bytes(1000, 4)).await;
+    others_keep_working(&relay, LOCALHOST).await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn uploads_in_progress_per_connection_are_limited_and_other_connections_upload() {
+    let relay = start_relay_with(|c| c.limits.max_uploads_per_connection = 2).await;
+    let counted = Counted::new(&relay, "max_uploads_per_connection").await;
+    let (_alice, mut a) = register(&relay, Transport::Ws, "alice").await;
+    let one = ready(&mut a, 10).await;
+    let _two = ready(&mut a, 10).await;
+    let (req, f) = start(&mut a, 10).await;
+    assert_eq!(err(f), (Some(req), ErrorCode::RATE_LIMITED));
+    counted.saw(1).await;
+    // Another connection uploads; a finished upload frees a place.
+    let (_bob, mut b) = register(&relay, Transport::Ws, "bob").await;
+    upload(&mut b, &bytes(100, 5)).await;
+    let data = bytes(10, 6);
+    chunk(&mut a, one, 0, &data).await;
+    assert!(matches!(
+        finish(&mut a, one, digest(&data)).await,
+        ServerFrame::BlobStored(_)
+    ));
+    let _three = ready(&mut a, 10).await;
+    others_keep_working(&relay, LOCALHOST).await;
     relay.stop().await;
 }
 

@@ -1,4 +1,5 @@
-//! Multi-device accounts, slow consumers, heartbeats, contacts and presence.
+//! Multi-device accounts, contacts, presence and profiles. (Slow consumers
+//! and heartbeats are in limits.rs.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -99,79 +100,6 @@ async fn an_approved_device_joins_and_senders_must_include_it() {
     a1.close().await;
     a2.close().await;
     b.close().await;
-    relay.stop().await;
-}
-
-#[tokio::test]
-async fn a_slow_consumer_is_disconnected_and_its_mail_waits_in_its_mailbox() {
-    let relay = start_relay_with(|c| c.limits.outbound_queue = 2).await;
-    let (_alice, mut a) = register(&relay, Transport::Quic, "alice").await;
-    let (bob, mut b) = register(&relay, Transport::Quic, "bob").await;
-    // Bob reads nothing while alice sends more than his flow-control window
-    // and queue can hold.
-    let big = vec![0x5a; 30 * 1024];
-    let n = 100;
-    let mut ids = Vec::new();
-    for _ in 0..n {
-        let id = mid();
-        ids.push(id);
-        let req = a.req();
-        a.send(direct(req, id, bob.user, &[(bob.device, &big)]))
-            .await;
-        assert!(matches!(a.expect().await, ServerFrame::Sent(_)));
-    }
-    let mut delivered = 0;
-    let end = loop {
-        match b.recv().await {
-            Some(ServerFrame::Deliver(_)) => delivered += 1,
-            other => break other,
-        }
-    };
-    match end {
-        Some(ServerFrame::Error(e)) => assert_eq!(e.code, ErrorCode::SLOW_CONSUMER),
-        f => panic!("expected SLOW_CONSUMER, got {f:?}"),
-    }
-    assert!(delivered < n, "the consumer was kicked before the end");
-    assert!(b.closed().await);
-
-    // Nothing was acked, so everything waits for the next login, in order.
-    let (mut b, ok) = login(&relay, Transport::Quic, &bob).await;
-    assert_eq!(ok.queued, n as u64);
-    for id in &ids {
-        assert!(
-            matches!(b.expect().await, ServerFrame::Deliver(d) if d.envelope.message_id == *id)
-        );
-    }
-    assert!(matches!(b.expect().await, ServerFrame::CaughtUp(_)));
-    a.close().await;
-    b.close().await;
-    relay.stop().await;
-}
-
-#[tokio::test]
-async fn a_client_that_stops_answering_is_dropped_with_idle_timeout() {
-    let relay = start_relay_with(|c| {
-        c.limits.ping_interval_ms = 100;
-        c.limits.idle_timeout_ms = 400;
-    })
-    .await;
-    for t in BOTH {
-        let (_acc, mut c) = register(&relay, t, "idle").await;
-        let mut pings = 0;
-        let end = loop {
-            // recv_any: the relay's pings are seen and not answered.
-            match c.recv_any().await {
-                Some(ServerFrame::Ping(_)) => pings += 1,
-                other => break other,
-            }
-        };
-        assert!(pings >= 1, "{t:?}");
-        assert!(
-            matches!(&end, Some(ServerFrame::Error(e)) if e.code == ErrorCode::IDLE_TIMEOUT),
-            "{t:?}: {end:?}"
-        );
-        assert!(c.closed().await);
-    }
     relay.stop().await;
 }
 
@@ -282,5 +210,57 @@ async fn an_encrypted_profile_is_stored_and_fetched_as_opaque_bytes() {
     }
     a.close().await;
     b.close().await;
+    relay.stop().await;
+}
+
+/// `AddDevice` for a new identity on `c`, approved by `owner`'s device.
+async fn add_device(relay: &TestRelay, owner: &Account, c: &mut Client) -> ServerFrame {
+    let new = Identity::new();
+    let w = c.hello().await;
+    let req = c.req();
+    c.send(ClientFrame::AddDevice(AddDevice {
+        req,
+        user: owner.user,
+        identity: new.keys.clone(),
+        prekeys: new.prekeys(1, 5, 5),
+        approver: owner.device,
+        approval: owner.id.approve(owner.user, &new.keys.signing.0),
+        auth: new.auth(&relay.name, &c.exporter, &w.challenge.0),
+    }))
+    .await;
+    let f = c.expect().await;
+    if let ServerFrame::Error(e) = &f {
+        assert_eq!(e.req, Some(req));
+    }
+    f
+}
+
+#[tokio::test]
+async fn devices_over_the_maximum_are_refused_and_others_keep_working() {
+    let relay = start_relay_with(|c| c.limits.max_devices = 2).await;
+    let counted = Counted::new(&relay, "max_devices").await;
+    let (alice, a1) = register(&relay, Transport::Quic, "alice").await;
+    let mut a2 = Client::connect(&relay, Transport::Ws).await;
+    match add_device(&relay, &alice, &mut a2).await {
+        ServerFrame::AuthOk(ok) => assert_eq!(ok.device, DeviceId(2)),
+        f => panic!("{f:?}"),
+    }
+    let mut a3 = Client::connect(&relay, Transport::Quic).await;
+    match add_device(&relay, &alice, &mut a3).await {
+        ServerFrame::Error(e) => assert_eq!(e.code, ErrorCode::TOO_MANY_DEVICES),
+        f => panic!("{f:?}"),
+    }
+    counted.saw(1).await;
+    // Another account adds its second device.
+    let (bob, b1) = register(&relay, Transport::Ws, "bob").await;
+    let mut b2 = Client::connect(&relay, Transport::Quic).await;
+    assert!(matches!(
+        add_device(&relay, &bob, &mut b2).await,
+        ServerFrame::AuthOk(_)
+    ));
+    others_keep_working(&relay, LOCALHOST).await;
+    for c in [a1, a2, a3, b1, b2] {
+        c.close().await;
+    }
     relay.stop().await;
 }

@@ -32,14 +32,12 @@ fn hex(b: &[u8]) -> String {
 async fn a_marker_sent_as_ciphertext_never_appears_in_relay_logs() {
     let logs = Captured::default();
     let writer = logs.clone();
-    tracing_subscriber::fmt()
-        // The relay's own filter, asked for everything at trace level.
-        .with_env_filter(spider_relay::logging::filter(Some(
-            "trace,tungstenite=trace",
-        )))
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    // The relay's own logging, asked for everything at trace level.
+    spider_relay::logging::init(
+        Some("trace,tungstenite=trace"),
+        move || writer.clone(),
+        false,
+    );
 
     let marker = b"MARKER-7f3a9c-plaintext-canary";
     let relay = start_relay().await;

@@ -365,53 +365,6 @@ async fn lookup_and_ephemerals_reach_online_devices_only() {
 }
 
 #[tokio::test]
-async fn a_full_mailbox_refuses_with_mailbox_full_until_acked() {
-    let relay = start_relay_with(|c| c.limits.mailbox_quota = 2).await;
-    let (_alice, mut a) = register(&relay, Transport::Quic, "alice").await;
-    let (bob, b) = register(&relay, Transport::Ws, "bob").await;
-    b.close().await;
-    for n in 0..2 {
-        let id = mid(n);
-        let req = a.req();
-        a.send(direct(req, id, bob.user, &[(bob.device, b"fits")]))
-            .await;
-        expect_sent(&mut a, id).await;
-    }
-    let third = mid(3);
-    let req = a.req();
-    a.send(direct(req, third, bob.user, &[(bob.device, b"full")]))
-        .await;
-    match a.expect().await {
-        ServerFrame::Error(e) => {
-            assert_eq!(e.code, ErrorCode::MAILBOX_FULL);
-            assert_eq!(e.req, Some(req));
-        }
-        f => panic!("{f:?}"),
-    }
-    // Bob drains and acks; the retry then goes through.
-    let (mut b, ok) = login(&relay, Transport::Quic, &bob).await;
-    assert_eq!(ok.queued, 2);
-    next_delivery(&mut b).await;
-    let (seq, _, _) = next_delivery(&mut b).await;
-    assert!(matches!(b.expect().await, ServerFrame::CaughtUp(_)));
-    b.send(ClientFrame::Ack(Ack { up_to: seq })).await;
-    b.send(ClientFrame::Ping(spider_protocol::message::Ping {
-        nonce: 1,
-    }))
-    .await;
-    assert!(matches!(b.expect().await, ServerFrame::Pong(_)));
-    let req = a.req();
-    a.send(direct(req, third, bob.user, &[(bob.device, b"full")]))
-        .await;
-    expect_sent(&mut a, third).await;
-    let (_, got, _) = next_delivery(&mut b).await;
-    assert_eq!(got, third);
-    a.close().await;
-    b.close().await;
-    relay.stop().await;
-}
-
-#[tokio::test]
 async fn concurrent_senders_during_reconnects_give_no_gap_no_duplicate() {
     let relay = std::sync::Arc::new(start_relay().await);
     let (bob, b) = register(&relay, Transport::Quic, "bob").await;

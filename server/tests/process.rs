@@ -104,21 +104,10 @@ fn as_test_relay(s: &Spawned, dir: &Path) -> TestRelay {
         dir: tempfile::tempdir_in(dir).unwrap(),
         quic: s.quic,
         ws: s.ws,
+        metrics: Some(s.metrics),
         ca: CertificateDer::from_pem_file(dir.join("certs/ca.pem")).unwrap(),
         name: "env-name.test".into(),
     }
-}
-
-fn scrape(addr: SocketAddr) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    out
 }
 
 fn sigterm_and_wait(mut s: Spawned) -> std::process::ExitStatus {
@@ -177,7 +166,7 @@ async fn sigterm_drains_clients_flushes_and_a_restart_keeps_the_mail() {
         .await;
     assert!(matches!(a.expect().await, ServerFrame::Sent(_)));
 
-    let m = scrape(first.metrics);
+    let m = relay.scrape().await;
     assert!(m.contains("spider_envelopes_in_total 1"), "{m}");
     assert!(
         m.contains("spider_connections{transport=\"quic\"} 1"),

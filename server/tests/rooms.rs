@@ -954,3 +954,103 @@ async fn presence_is_visible_to_room_co_members() {
     ));
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn room_limits_refuse_and_other_rooms_keep_working() {
+    let relay = start_relay_with(|c| {
+        c.limits.max_room_members = 2;
+        c.limits.max_rooms_per_user = 1;
+        c.limits.max_room_links = 1;
+    })
+    .await;
+    let mut counted = Vec::new();
+    for l in [
+        "max_room_members",
+        "max_rooms_per_user",
+        "max_room_links",
+        "room_clock_skew_ms",
+    ] {
+        counted.push(Counted::new(&relay, l).await);
+    }
+    let (alice, mut a) = register(&relay, Transport::Quic, "alice").await;
+    let (bob, mut b) = register(&relay, Transport::Ws, "bob").await;
+    let (carol, mut c) = register(&relay, Transport::Quic, "carol").await;
+    let (dave, mut d) = register(&relay, Transport::Ws, "dave").await;
+    let (room, e) = create(&alice, &mut a, &room_name("full")).await;
+    // Alice and an invitation to bob: full.
+    let e = ok(
+        &alice,
+        &mut a,
+        room,
+        e,
+        RoomAction::Invite { user: bob.user },
+    )
+    .await;
+    let invite_carol = RoomAction::Invite { user: carol.user };
+    let f = change(&alice, &mut a, room, e, invite_carol).await;
+    assert_eq!(refused(f), ErrorCode::ROOM_FULL);
+    // One room per account: alice cannot make a second.
+    let f = change(
+        &alice,
+        &mut a,
+        RoomId::from_bytes([0; 16]),
+        0,
+        RoomAction::Create {
+            name: room_name("second"),
+        },
+    )
+    .await;
+    assert_eq!(refused(f), ErrorCode::FORBIDDEN);
+    // One live link per room.
+    let (_, ae) = make_link(&alice, &mut a, room, e, None, None).await;
+    let link = RoomAction::CreateLink {
+        expires_at: None,
+        max_uses: None,
+    };
+    assert_eq!(
+        refused(change(&alice, &mut a, room, ae, link).await),
+        ErrorCode::FORBIDDEN
+    );
+    // A change signed an hour ago.
+    let mut ch = signed(&alice, room, ae, RoomAction::Kick { user: bob.user }).change;
+    ch.at = Timestamp(now_ms() - 3_600_000);
+    let signature = FixedBytes(alice.id.pair.sign_room_change(&ch.signed_bytes()));
+    let req = a.req();
+    a.send(ClientFrame::ChangeRoom(ChangeRoom {
+        req,
+        change: SignedRoomChange {
+            change: ch,
+            signature,
+        },
+    }))
+    .await;
+    assert_eq!(refused(a.expect_np().await), ErrorCode::CLOCK_SKEW);
+    for c in &counted {
+        c.saw(1).await;
+    }
+
+    // Carol's own room works: she invites dave, he joins and hears her.
+    let (other, e) = create(&carol, &mut c, &room_name("other")).await;
+    let e = ok(
+        &carol,
+        &mut c,
+        other,
+        e,
+        RoomAction::Invite { user: dave.user },
+    )
+    .await;
+    assert!(matches!(next_change(&mut d).await, RoomAction::Invite { user } if user == dave.user));
+    ok(&dave, &mut d, other, e, RoomAction::Accept).await;
+    assert!(matches!(next_change(&mut c).await, RoomAction::Accept));
+    sent(&mut c, other, b"still works").await;
+    assert_eq!(next_msg(&mut d).await, b"still works");
+    // And bob, invited to the full room, still joins it.
+    assert!(matches!(next_change(&mut b).await, RoomAction::Invite { user } if user == bob.user));
+    assert!(matches!(
+        next_change(&mut b).await,
+        RoomAction::CreateLink { .. }
+    ));
+    ok(&bob, &mut b, room, ae, RoomAction::Accept).await;
+    others_keep_working(&relay, LOCALHOST).await;
+    relay.stop().await;
+}

@@ -12,20 +12,9 @@ use std::time::Duration;
 use common::TestRelay;
 use tokio::process::Command;
 
-/// `target/debug/spider`, built first (cargo builds only this test's own
-/// crate graph; the binary belongs to the `spider` package).
+/// `target/debug/spider` (the `spider` package's binary), built first.
 fn spider_binary() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "-q", "-p", "spider", "--bin", "spider"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "building spider failed");
-    // This test runs as target/debug/deps/cli-HASH.
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    dir.join(format!("spider{}", std::env::consts::EXE_SUFFIX))
+    common::built_binary("spider", "spider")
 }
 
 async fn run(bin: &Path, args: &[&str], passphrase: Option<&str>) -> Output {

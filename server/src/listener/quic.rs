@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quinn::crypto::rustls::QuicServerConfig;
-use spider_protocol::{ClientFrame, FrameDecoder, ServerFrame, codec, version};
+use spider_protocol::{ClientFrame, ErrorCode, FrameDecoder, ServerFrame, codec, version};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::config::Limits;
 use crate::connection::{self, FrameSink, Inbound, SinkError};
+use crate::metrics::Limit;
 use crate::server::Shared;
 use crate::shutdown::Shutdown;
 
@@ -63,13 +64,16 @@ pub(crate) async fn run(
             let _ = incoming.retry();
             continue;
         }
+        // Refused before any handshake work, so a flood of connections
+        // costs one stateless packet each: the client sees QUIC's
+        // CONNECTION_REFUSED, not an error frame.
         let Some(slot) = shared.rate.open(incoming.remote_address().ip()) else {
-            crate::metrics::rejection(spider_protocol::ErrorCode::TOO_MANY_CONNECTIONS);
+            crate::metrics::connection_refused(Limit::ConnectionsPerIp);
             incoming.refuse();
             continue;
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
-            crate::metrics::rejection(spider_protocol::ErrorCode::TOO_MANY_CONNECTIONS);
+            crate::metrics::connection_refused(Limit::MaxConnections);
             incoming.refuse();
             continue;
         };
@@ -222,14 +226,22 @@ impl FrameSink for QuicSink {
             .map_err(|e| SinkError(e.to_string()))
     }
 
-    async fn close(&mut self) {
+    async fn close(&mut self, error: Option<ErrorCode>) {
         if self.send.finish().is_ok() {
             // Wait (briefly) until the peer has the last frames: closing the
             // connection at once would discard them.
             let _ = tokio::time::timeout(self.grace, self.send.stopped()).await;
         }
         if self.whole {
-            self.conn.close(CLOSE_OK.into(), b"closed");
+            // The code names the error frame just sent (protocol.md §5.8).
+            let (code, reason) = match error {
+                Some(e) => (
+                    version::quic_close_code(e),
+                    e.name().unwrap_or("error").as_bytes(),
+                ),
+                None => (CLOSE_OK, &b"closed"[..]),
+            };
+            self.conn.close(code.into(), reason);
         }
     }
 }

@@ -20,11 +20,13 @@ use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::config::Limits;
 use crate::connection::{self, FrameSink, Inbound, SinkError};
+use crate::metrics::Limit;
 use crate::server::Shared;
 use crate::shutdown::Shutdown;
 
@@ -68,13 +70,15 @@ pub(crate) async fn run(
             },
             () = shutdown.wait() => break,
         };
+        // Refused before TLS, so a flood of connections costs no handshake
+        // work: the client sees the TCP connection closed, not an error.
         let Some(slot) = shared.rate.open(peer.ip()) else {
-            crate::metrics::rejection(ErrorCode::TOO_MANY_CONNECTIONS);
+            crate::metrics::connection_refused(Limit::ConnectionsPerIp);
             drop(tcp);
             continue;
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
-            crate::metrics::rejection(ErrorCode::TOO_MANY_CONNECTIONS);
+            crate::metrics::connection_refused(Limit::MaxConnections);
             drop(tcp);
             continue;
         };
@@ -99,13 +103,13 @@ fn check_upgrade(
     req: &Request,
     resp: Response,
 ) -> Result<Response, ErrorResponse> {
-    let refuse = |status: StatusCode, why: &str| {
-        let mut r = ErrorResponse::new(Some(why.to_owned()));
+    let refuse = |status: StatusCode, why: String| {
+        let mut r = ErrorResponse::new(Some(why));
         *r.status_mut() = status;
         r
     };
     if req.uri().path() != version::WEBSOCKET_PATH {
-        return Err(refuse(StatusCode::NOT_FOUND, "not found"));
+        return Err(refuse(StatusCode::NOT_FOUND, "not found".to_owned()));
     }
     if let Some(origin) = req.headers().get("origin") {
         let ok = origin
@@ -113,7 +117,11 @@ fn check_upgrade(
             .is_ok_and(|o| allowed.iter().any(|a| a == o));
         if !ok {
             crate::metrics::rejection(ErrorCode::ORIGIN_REFUSED);
-            return Err(refuse(StatusCode::FORBIDDEN, "origin refused"));
+            crate::metrics::limit_hit(Limit::AllowedOrigins);
+            // No WebSocket yet, so no error frame: the body names the code.
+            let c = ErrorCode::ORIGIN_REFUSED;
+            let why = format!("{} {}: origin refused", c.0, c.name().unwrap_or_default());
+            return Err(refuse(StatusCode::FORBIDDEN, why));
         }
     }
     Ok(resp)
@@ -203,9 +211,20 @@ impl FrameSink for WsSink {
             .map_err(|e| SinkError(e.to_string()))
     }
 
-    async fn close(&mut self) {
+    async fn close(&mut self, error: Option<ErrorCode>) {
+        // The code names the error frame just sent (protocol.md §5.8).
+        let frame = match error {
+            Some(e) => CloseFrame {
+                code: CloseCode::from(version::websocket_close_code(e)),
+                reason: e.name().unwrap_or("error").into(),
+            },
+            None => CloseFrame {
+                code: CloseCode::Normal,
+                reason: "".into(),
+            },
+        };
         let _ = tokio::time::timeout(self.grace, async {
-            let _ = self.sink.send(Message::Close(None)).await;
+            let _ = self.sink.send(Message::Close(Some(frame))).await;
             let _ = self.sink.close().await;
         })
         .await;

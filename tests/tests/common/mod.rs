@@ -188,3 +188,19 @@ pub async fn send_and_wait(c: &mut TestClient, to: UserId, text: &str) {
         }
     }
 }
+
+/// `target/debug/BIN` of `package`, built first (cargo builds only a test's
+/// own crate graph; binaries of other packages are not in it).
+pub fn built_binary(package: &str, bin: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "-q", "-p", package, "--bin", bin])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "building {bin} failed");
+    // A test runs as target/debug/deps/NAME-HASH.
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    dir.join(format!("{bin}{}", std::env::consts::EXE_SUFFIX))
+}
