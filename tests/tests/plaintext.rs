@@ -3,7 +3,9 @@
 //! sees"): a marker sent between real SDK clients, 1:1 (online, and offline
 //! through the mailbox) and in a room, appears nowhere in the relay's data
 //! directory (sled's files read as raw bytes, certificates, blobs) nor in
-//! its log at trace level, raw or as hex or base64.
+//! its log at trace level, raw or as hex or base64. The marker also travels
+//! as a display name (encrypted profile) and inside a file and its name
+//! (an encrypted blob).
 //!
 //! The relay runs as its own process (`spider-relay serve`, `RUST_LOG=trace`,
 //! stderr into a file), so that its log holds only what the relay logs, and
@@ -11,10 +13,6 @@
 //! scan can see what it looks for: it finds the marker in files planted in
 //! the data directory (raw, hex, base64 at an odd offset), a username in
 //! sled's files, and trace lines in the log.
-//!
-//! Profiles and attachments are not covered: the SDK has no API for them
-//! yet (the relay stores both as opaque ciphertext; server/tests/blobs.rs
-//! checks blob files with the raw frames).
 
 mod common;
 
@@ -25,6 +23,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use common::{PATIENCE, TestClient, TestRelay, connect, next, send_and_wait, texts};
+use spider_client::attachments::{Attachment, AttachmentEvent};
 use spider_client::content::Body;
 use spider_client::engine::Event;
 use spider_client::transport::TransportChoice;
@@ -242,6 +241,62 @@ async fn a_marker_sent_through_the_relay_is_nowhere_in_its_data_or_logs() {
         }
     };
     assert_eq!((r, body), (Some(room), in_room));
+
+    // A display name: an encrypted profile on the relay, its key sent to
+    // bob inside a 1:1 message.
+    let display = format!("name {marker}");
+    alice
+        .client
+        .set_display_name(display.clone())
+        .await
+        .unwrap();
+    loop {
+        match next(&mut bob.events).await {
+            Event::ProfileFetched {
+                display_name: Some(d),
+                ..
+            } if d == display => break,
+            Event::Error(e) => eprintln!("bob: {e}"),
+            _ => {}
+        }
+    }
+
+    // A file whose name and every line carry the marker: a blob on the
+    // relay's disk, its key in the message.
+    let file_name = format!("{marker}.txt");
+    let file_data = format!("{marker}\n").repeat(2000).into_bytes();
+    let file_path = dir.path().join(&file_name);
+    std::fs::write(&file_path, &file_data).unwrap();
+    let sent = alice
+        .client
+        .send_file(bob.username.clone(), &file_path)
+        .await
+        .unwrap();
+    let attachment = loop {
+        match next(&mut bob.events).await {
+            Event::MessageReceived { id, content, .. } if id == sent => {
+                break Attachment::from_body(&content.body).expect("a file message");
+            }
+            Event::Error(e) => eprintln!("bob: {e}"),
+            _ => {}
+        }
+    };
+    let downloads = dir.path().join("bob-files");
+    bob.client
+        .download(sent, attachment, &downloads)
+        .await
+        .unwrap();
+    let saved = loop {
+        match next(&mut bob.events).await {
+            Event::Attachment(AttachmentEvent::Saved { id, path }) if id == sent => break path,
+            Event::Attachment(AttachmentEvent::Failed { id, error, .. }) if id == sent => {
+                panic!("download failed: {error}")
+            }
+            Event::Error(e) => eprintln!("bob: {e}"),
+            _ => {}
+        }
+    };
+    assert_eq!(std::fs::read(&saved).unwrap(), file_data);
 
     // One more left waiting in bob's mailbox when the relay stops.
     bob.client.shutdown().await;
