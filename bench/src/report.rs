@@ -65,6 +65,15 @@ pub struct RoomStats {
     pub members_joined: u64,
     /// Longest set-up of one room (create, invite link, every member's join), in seconds.
     pub setup_secs: f64,
+    /// From the end of the set-up until every member had every membership change, in seconds.
+    #[serde(default)]
+    pub settle_secs: f64,
+    /// Membership-change envelopes delivered while the rooms filled up.
+    #[serde(default)]
+    pub changes_delivered: u64,
+    /// Members still short of changes when the settle limit passed.
+    #[serde(default)]
+    pub unsettled_members: u64,
     /// Messages posted.
     pub messages_sent: u64,
     /// Messages the relay acked (`Sent`: stored for every member).

@@ -525,6 +525,9 @@ fn merge(
                         rooms_ready: 0,
                         members_joined: 0,
                         setup_secs: 0.0,
+                        settle_secs: 0.0,
+                        changes_delivered: 0,
+                        unsettled_members: 0,
                         messages_sent: 0,
                         messages_acked: 0,
                         messages_refused: 0,
@@ -537,6 +540,9 @@ fn merge(
             stats.rooms_ready += r.rooms_ready;
             stats.members_joined += r.members_joined;
             stats.setup_secs = stats.setup_secs.max(r.setup_secs);
+            stats.settle_secs = stats.settle_secs.max(r.settle_secs);
+            stats.changes_delivered += r.changes_delivered;
+            stats.unsettled_members += r.unsettled_members;
             stats.messages_sent += r.messages_sent;
             stats.messages_acked += r.messages_acked;
             stats.messages_refused += r.messages_refused;
@@ -674,11 +680,19 @@ pub fn summary(r: &Report) -> String {
     );
     if let Some(room) = &r.room {
         s += &format!(
-            "  rooms: {} ready, {} members joined, longest set-up {:.2} s\n  messages: sent {} acked {} refused {} reached every member {}\n  (envelope counts below are per delivery: one per message and other member)\n",
+            "  rooms: {} ready, {} members joined, longest set-up {:.2} s, then {:.2} s until {} membership changes reached every member ({} members short)\n  messages: sent {} ({:.1}/s) acked {} refused {} reached every member {}\n  (envelope counts below are per delivery: one per message and other member)\n",
             room.rooms_ready,
             room.members_joined,
             room.setup_secs,
+            room.settle_secs,
+            room.changes_delivered,
+            room.unsettled_members,
             room.messages_sent,
+            if r.throughput.send_phase_secs > 0.0 {
+                room.messages_sent as f64 / r.throughput.send_phase_secs
+            } else {
+                0.0
+            },
             room.messages_acked,
             room.messages_refused,
             room.messages_complete,

@@ -222,6 +222,9 @@ fn assert_room_counts_add_up(r: &Report, members: u64, senders: u64) {
     assert_eq!(r.failures, 0, "{:?}", r.errors);
     assert_eq!(room.rooms_ready, 1);
     assert_eq!(room.members_joined, members);
+    // Each join is stored for every member already in: M(M-1)/2 changes, all seen before posting.
+    assert_eq!(room.changes_delivered, members * (members - 1) / 2);
+    assert_eq!(room.unsettled_members, 0);
     assert!(room.messages_sent > 0, "nothing was posted: {room:?}");
     // The figure the issue asks for: sent x (members - 1) = delivered + lost.
     assert_eq!(

@@ -408,6 +408,7 @@ async fn recv_loop<R: EnvelopeReceiver>(
                 }
             }
             Ok(Some(Incoming::Error(why))) => ctx.errors.record(&ctx.progress, why),
+            Ok(Some(Incoming::RoomChanged)) => {}
             // Only reconnecting targets say these (`reconnect-storm`).
             Ok(Some(Incoming::Disconnected)) => {
                 if let Some(b) = &ctx.board {

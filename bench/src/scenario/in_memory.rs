@@ -169,6 +169,11 @@ impl RoomSender for MemSender {
     async fn join_room(&mut self, room: &RoomTicket) -> anyhow::Result<u64> {
         let mut rooms = self.target.rooms.lock().unwrap();
         let members = rooms.get_mut(&room.id).unwrap();
+        // As the relay does: every member before the join hears of it.
+        let inboxes = self.target.inboxes.lock().unwrap();
+        for m in members.iter() {
+            inboxes.get(m).unwrap().send(Incoming::RoomChanged)?;
+        }
         members.push(self.user);
         Ok(room.epoch + 1)
     }
@@ -358,6 +363,8 @@ async fn every_room_message_owes_one_delivery_per_other_member() {
     let r = out.room.clone().unwrap();
     let c = out.counts;
     assert_eq!((r.rooms_ready, r.members_joined), (2, 10));
+    // 4 + 3 + 2 + 1 changes per room of 5, all seen before posting.
+    assert_eq!((r.changes_delivered, r.unsettled_members), (20, 0));
     assert_eq!(r.messages_sent, 100);
     assert_eq!(c.sent, r.messages_sent * (spec.members - 1));
     assert_eq!(c.sent, c.delivered + c.lost);

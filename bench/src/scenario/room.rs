@@ -7,6 +7,10 @@
 //! all senders of all rooms, open loop, latency from the intended send time) or flat out, each
 //! sender keeping `--window` messages in flight until their *last* member has them.
 //!
+//! Before posting, every member waits until it has every membership change the later joins made
+//! (the relay stores each change for every member: a room of M members costs about M²/2 change
+//! envelopes to fill, 500 000 for 1000), so that the posts are not timed behind that backlog.
+//!
 //! Counts are per delivery: every message owes one delivery to each other member, so
 //! `counts.sent` = messages × (members − 1) = `delivered + lost`. The report's `latency` is the
 //! latency to the last member of each message that reached them all ([`crate::fanout`]); the
@@ -61,6 +65,17 @@ pub struct RoomOutput {
     pub members_joined: u64,
     /// Longest set-up of one room (create, link, every join), in seconds.
     pub setup_secs: f64,
+    /// From the end of the set-up until every member had every membership change the joins
+    /// after its own made (the relay stores and delivers each to every member), in seconds.
+    #[serde(default)]
+    pub settle_secs: f64,
+    /// Membership-change envelopes the members received while their rooms filled up.
+    #[serde(default)]
+    pub changes_delivered: u64,
+    /// Members that did not get every change before [`settle_limit`] (they post and receive
+    /// anyway).
+    #[serde(default)]
+    pub unsettled_members: u64,
     /// Messages posted.
     pub messages_sent: u64,
     /// Messages the target acked.
@@ -195,6 +210,28 @@ where
             Err(e) => errors.record(&progress, format!("room set-up task: {e}")),
         }
     }
+    // Wait until every member has every membership change: a 1000-member room's set-up stores
+    // about 500 000 of them, and posts measured while the relay still delivers those would time
+    // the set-up's backlog, not the fan-out.
+    let settle_began = Instant::now();
+    let settle_until = settle_began + settle_limit(setup_secs);
+    let mut settling = Vec::new();
+    for room in rooms {
+        settling.push(tokio::spawn(settle_room(room, settle_until)));
+    }
+    let mut rooms: Vec<Ready<T>> = Vec::new();
+    let (mut changes_delivered, mut unsettled_members) = (0u64, 0u64);
+    for task in settling {
+        match task.await {
+            Ok((room, seen, unsettled)) => {
+                changes_delivered += seen;
+                unsettled_members += unsettled;
+                rooms.push(room);
+            }
+            Err(e) => errors.record(&progress, format!("room settle task: {e}")),
+        }
+    }
+    let settle_secs = settle_began.elapsed().as_secs_f64();
     progress.set_phase(Phase::Running);
 
     let start = Instant::now() + START_DELAY;
@@ -315,6 +352,9 @@ where
         rooms_ready,
         members_joined,
         setup_secs,
+        settle_secs,
+        changes_delivered,
+        unsettled_members,
         ..RoomOutput::default()
     };
     let empty = SeqSet::new();
@@ -387,6 +427,66 @@ where
         room: Some(out),
         storm: None,
     })
+}
+
+/// How long members may take to receive the set-up's membership changes: twice the set-up, and
+/// half a minute more.
+pub fn settle_limit(setup_secs: f64) -> Duration {
+    let setup = if setup_secs.is_finite() {
+        setup_secs.clamp(0.0, 3600.0)
+    } else {
+        0.0
+    };
+    Duration::from_secs_f64(setup * 2.0 + 30.0)
+}
+
+/// The membership changes the member at position `k` of a room of `n` receives: one per later
+/// join (the actor of a change gets a reply instead; the owner's create and invite link reach no
+/// one else).
+pub fn changes_owed(k: usize, n: usize) -> u64 {
+    n.saturating_sub(k + 1) as u64
+}
+
+/// Reads each member's events until it has every membership change it is owed, or until
+/// `until`. Returns the room, the changes seen, and how many members fell short.
+async fn settle_room<T: Target>(room: Ready<T>, until: Instant) -> (Ready<T>, u64, u64) {
+    let n = room.members.len();
+    let mut tasks = Vec::with_capacity(n);
+    for (k, m) in room.members.into_iter().enumerate() {
+        let owed = changes_owed(k, n);
+        tasks.push(tokio::spawn(async move {
+            let mut m = m;
+            let mut seen = 0u64;
+            // One event per turn, until the member has its changes (or time is up).
+            while seen < owed {
+                match tokio::time::timeout_at(until.into(), m.rx.next()).await {
+                    Ok(Ok(Some(Incoming::RoomChanged))) => seen += 1,
+                    Ok(Ok(Some(_))) => {}
+                    _ => break,
+                }
+            }
+            (m, seen, seen < owed)
+        }));
+    }
+    let mut members = Vec::with_capacity(n);
+    let (mut seen, mut short) = (0, 0);
+    for task in tasks {
+        // A settle task only reads; it cannot panic short of a bug, which then shows here.
+        if let Ok((m, s, unsettled)) = task.await {
+            seen += s;
+            short += u64::from(unsettled);
+            members.push(m);
+        }
+    }
+    (
+        Ready {
+            index: room.index,
+            ticket: room.ticket,
+            members,
+        },
+        seen,
+        short,
+    )
 }
 
 /// Creates room `index` by its first member and has every other member join, one after another.
@@ -558,7 +658,7 @@ async fn recv_loop<R: EnvelopeReceiver>(
                 }
             }
             Ok(Some(Incoming::Error(why))) => ctx.errors.record(&ctx.progress, why),
-            Ok(Some(Incoming::Disconnected | Incoming::Reconnected)) => {}
+            Ok(Some(Incoming::Disconnected | Incoming::Reconnected | Incoming::RoomChanged)) => {}
             Ok(None) => {
                 ctx.errors
                     .record(&ctx.progress, "connection closed by the target");
@@ -571,4 +671,27 @@ async fn recv_loop<R: EnvelopeReceiver>(
         }
     }
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_is_owed_one_change_per_later_join() {
+        // Owner, then members 1..4 join in order: the owner sees 4 joins, the last member none.
+        let owed: Vec<u64> = (0..5).map(|k| changes_owed(k, 5)).collect();
+        assert_eq!(owed, [4, 3, 2, 1, 0]);
+        // A room of 1000 costs M(M-1)/2 change envelopes to fill.
+        let total: u64 = (0..1000).map(|k| changes_owed(k, 1000)).sum();
+        assert_eq!(total, 499_500);
+        assert_eq!(changes_owed(3, 2), 0);
+    }
+
+    #[test]
+    fn the_settle_limit_grows_with_the_set_up() {
+        assert_eq!(settle_limit(0.0), Duration::from_secs(30));
+        assert_eq!(settle_limit(100.0), Duration::from_secs(230));
+        assert_eq!(settle_limit(f64::NAN).as_secs(), 30);
+    }
 }

@@ -82,6 +82,8 @@ pub enum Incoming {
     /// The target reported an error that ends nothing (a message that did not decrypt, a refused
     /// request that is not an envelope): counted as a failure.
     Error(String),
+    /// A membership change of one of this client's rooms reached it (rooms only).
+    RoomChanged,
     /// The connection was lost; the client is reconnecting (targets built to reconnect only).
     Disconnected,
     /// The client is connected and authenticated again after [`Incoming::Disconnected`].

@@ -789,8 +789,11 @@ impl Driver {
                         let _ =
                             out.send(Ok(Incoming::Delivered(Bytes::from(ciphertext.into_vec()))));
                     }
-                    // Membership changes (many while a room fills up): acked, not counted.
-                    EnvelopeBody::RoomChange(_) => {}
+                    // Membership changes (one per join to every member while a room fills up):
+                    // the room scenario waits for them before it starts posting.
+                    EnvelopeBody::RoomChange(_) => {
+                        let _ = out.send(Ok(Incoming::RoomChanged));
+                    }
                 }
                 // Cumulative: the writer merges acks that queue up behind other frames.
                 let _ = ctl.send(ClientFrame::Ack(Ack { up_to: d.seq }));
