@@ -211,8 +211,9 @@ where
         }
     }
     // Wait until every member has every membership change: a 1000-member room's set-up stores
-    // about 500 000 of them, and posts measured while the relay still delivers those would time
-    // the set-up's backlog, not the fan-out.
+    // about 500 000 of them, and posts measured while the relay still delivered those would time
+    // the set-up's backlog, not the fan-out. (A guard: on the relay measured, every change had
+    // arrived 0.05 s after the last join was answered, since a change is pushed before its reply.)
     let settle_began = Instant::now();
     let settle_until = settle_began + settle_limit(setup_secs);
     let mut settling = Vec::new();
