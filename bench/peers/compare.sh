@@ -8,8 +8,9 @@
 #
 # Environment (defaults are a small run): CLIENTS=200 PAIRS=1 WINDOW=1 RATE=1000 DURATION=5
 # CONCURRENCY=1 PAYLOAD=256 WORKERS=1 SEED=1 TARGETS="spider-quic spider-ws mosquitto node-ws"
-# One pair and one connection set-up at a time by default: at the time of writing spider-relay
-# deadlocks inside sled when several writes run at once (docs/benchmarks.md, "Relay").
+# One pair and one connection set-up at a time by default, as when spider-relay deadlocked inside
+# sled under concurrent writes (fixed since; docs/benchmarks.md, "Relay"): the defaults keep
+# the first published figures comparable. PAIRS=50 CONCURRENCY=50 is the capacity run.
 # SPIDER_LOAD=path/to/spider-load (default: build it and spider-relay in release mode).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"

@@ -113,6 +113,8 @@ pub struct DirectionTally {
     pub acked: SeqSet,
     /// Arrivals of a sequence number already received.
     pub duplicates: u64,
+    /// Envelopes the target refused with an error frame (seen by the sender).
+    pub refused: u64,
 }
 
 /// The envelope counts of a run (or of a worker's share), added up over directions.
@@ -136,6 +138,10 @@ pub struct Counts {
     pub acked: u64,
     /// Acknowledged but never delivered (a durable relay must keep this at 0).
     pub acked_lost: u64,
+    /// Refused by the target with an error frame (`RATE_LIMITED`, ...): part of `lost`, and
+    /// each one a failure of the run.
+    #[serde(default)]
+    pub refused: u64,
 }
 
 impl Counts {
@@ -152,6 +158,7 @@ impl Counts {
             foreign: 0,
             acked: t.acked.count_below(t.sent),
             acked_lost: t.acked.count_below_not_in(t.sent, &t.received),
+            refused: t.refused,
         }
     }
 
@@ -166,15 +173,18 @@ impl Counts {
         self.foreign += other.foreign;
         self.acked += other.acked;
         self.acked_lost += other.acked_lost;
+        self.refused += other.refused;
     }
 
-    /// Whether the counts are consistent: `sent = delivered + lost`, and the live count of first
-    /// arrivals equals `delivered + unexpected`.
+    /// Whether the counts are consistent: `sent = delivered + lost`, the live count of first
+    /// arrivals equals `delivered + unexpected`, and what was acked or refused but never
+    /// delivered is part of what was lost.
     pub fn adds_up(&self) -> bool {
         self.sent == self.delivered + self.lost
             && self.received == self.delivered + self.unexpected
             && self.acked_lost <= self.acked
             && self.acked_lost <= self.lost
+            && self.refused <= self.lost
     }
 }
 
@@ -222,6 +232,7 @@ mod tests {
             received: set(&[0, 1, 2, 3, 4, 5, 6, 7, 12]),
             acked: set(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]),
             duplicates: 3,
+            refused: 0,
         };
         let mut c = Counts::from_direction(&t);
         c.received = 9; // what the receiver counted live
@@ -244,6 +255,7 @@ mod tests {
                 received: set(&received),
                 acked: set(&received),
                 duplicates: 0,
+                refused: 0,
             };
             let mut c = Counts::from_direction(&t);
             c.received = received.len() as u64;
@@ -255,5 +267,24 @@ mod tests {
         let mut broken = total;
         broken.received += 1;
         assert!(!broken.adds_up());
+    }
+
+    #[test]
+    fn refused_envelopes_are_lost_and_counted_apart() {
+        // 5 sent, the target refused 3 and 4 (RATE_LIMITED): never acked, never delivered.
+        let t = DirectionTally {
+            sent: 5,
+            received: set(&[0, 1, 2]),
+            acked: set(&[0, 1, 2]),
+            duplicates: 0,
+            refused: 2,
+        };
+        let mut c = Counts::from_direction(&t);
+        c.received = 3;
+        assert_eq!((c.delivered, c.lost, c.refused, c.acked_lost), (3, 2, 2, 0));
+        assert!(c.adds_up());
+        let mut more = c;
+        more.refused = 3;
+        assert!(!more.adds_up(), "more refused than lost cannot be");
     }
 }

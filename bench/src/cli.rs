@@ -1,5 +1,6 @@
 //! The command line: four scenarios, and the flags every scenario shares.
 
+use crate::scenario::storm::StopSignal;
 use crate::target::TargetKind;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -10,6 +11,9 @@ pub const MAX_SOURCE_ADDRS: u32 = 250;
 
 /// Most worker processes: each holds under 20,000 descriptors, so 32 cover 600k WebSockets.
 pub const MAX_WORKERS: u32 = 32;
+
+/// Most members of a room: the protocol's bound on a room's member list.
+pub const MAX_ROOM_MEMBERS: u64 = spider_protocol::message::MAX_ROOM_MEMBERS as u64;
 
 /// Longest send or hold phase, in seconds: a run always stops by itself.
 pub const MAX_DURATION_SECS: f64 = 3600.0;
@@ -52,20 +56,42 @@ pub enum Scenario {
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         window: u32,
     },
-    /// Fan-out in rooms: deliveries per second and latency to the last member.
+    /// Fan-out in rooms (Spider only): deliveries per second and latency to the last member.
     Room {
         /// Members per room (10, 100, 1000 in the standard runs).
-        #[arg(long, value_parser = clap::value_parser!(u64).range(2..=100_000))]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(2..=MAX_ROOM_MEMBERS))]
         members: u64,
-        /// Members of each room that send.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        /// Members of each room that post.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_ROOM_MEMBERS))]
         senders: u64,
+        /// Rooms, each with its own members (set up in parallel).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        rooms: u64,
+        /// Offered rate, messages per second over every sender of every room (open loop).
+        /// Without it: flat out.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Flat out: messages each sender keeps in flight until their last member has them.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        window: u32,
     },
-    /// Restart the relay under load: time until every client is back, acked envelopes lost.
+    /// Restart the relay under load (Spider only; spider-load starts the relay itself): time until
+    /// every client is back, acked envelopes lost, duplicates.
     ReconnectStorm {
-        /// Clients connected through the restart.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+        /// Clients connected through the restarts (an even number: they form pairs).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(2..=10_000_000))]
         clients: u64,
+        /// Offered rate, envelopes per second over all clients (open loop, so that envelopes
+        /// keep being written while the relay is down).
+        #[arg(long, default_value_t = 200.0)]
+        rate: f64,
+        /// How the relay is stopped, once per value, in order: `term` (SIGTERM, graceful drain)
+        /// and `kill` (SIGKILL).
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = [StopSignal::Term, StopSignal::Kill])]
+        signal: Vec<StopSignal>,
+        /// The spider-relay binary [default: the one next to this binary].
+        #[arg(long)]
+        relay_bin: Option<PathBuf>,
     },
     /// Print a comparison table of JSON reports from one session (no load is generated).
     Table {
@@ -103,11 +129,13 @@ pub struct Common {
     /// Spider targets: the name in the relay's certificate (TLS server name).
     #[arg(long, global = true, default_value = "localhost")]
     pub relay_name: String,
-    /// Payload bytes per envelope (at least the 32-byte stamp).
+    /// Payload bytes per envelope (at least the 32-byte stamp): opaque random bytes, or with
+    /// --e2e the plaintext (as text, 12 characters longer).
     #[arg(long, global = true, default_value_t = 256)]
     pub payload_size: usize,
-    /// Real end-to-end encryption through the Spider client SDK, instead of opaque random payloads
-    /// (not yet available).
+    /// Spider targets, `direct` and `connections`: real end-to-end encryption through the
+    /// spider-client SDK's Engine (registration with one-time prekeys, PQXDH, Double Ratchet,
+    /// an encrypted in-memory profile per client), instead of opaque random payloads.
     #[arg(long, global = true)]
     pub e2e: bool,
     /// Seed of the payload bytes: the same seed sends the same bytes on the same schedule.
@@ -188,7 +216,7 @@ mod tests {
             (&["connections", "--clients", "10"][..], "connections"),
             (&["room", "--members", "100", "--senders", "5"][..], "room"),
             (
-                &["reconnect-storm", "--clients", "3"][..],
+                &["reconnect-storm", "--clients", "4"][..],
                 "reconnect-storm",
             ),
         ] {
@@ -205,5 +233,52 @@ mod tests {
         assert!(Cli::try_parse_from(["spider-load", "table"]).is_err());
         assert!(Cli::try_parse_from(["spider-load", "connections"]).is_err());
         assert!(Cli::try_parse_from(["spider-load", "direct", "--pairs", "0"]).is_err());
+    }
+
+    #[test]
+    fn room_and_storm_flags_have_their_defaults() {
+        let cli = Cli::try_parse_from([
+            "spider-load",
+            "room",
+            "--members",
+            "1000",
+            "--senders",
+            "10",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.scenario,
+            Scenario::Room {
+                members: 1000,
+                senders: 10,
+                rooms: 1,
+                rate: None,
+                window: 1
+            }
+        ));
+        assert!(
+            Cli::try_parse_from(["spider-load", "room", "--members", "4096", "--senders", "1"])
+                .is_err(),
+            "beyond the protocol's member list"
+        );
+        let cli =
+            Cli::try_parse_from(["spider-load", "reconnect-storm", "--clients", "10"]).unwrap();
+        let Scenario::ReconnectStorm { signal, rate, .. } = cli.scenario else {
+            panic!("not a storm");
+        };
+        assert_eq!(signal, vec![StopSignal::Term, StopSignal::Kill]);
+        assert!((rate - 200.0).abs() < f64::EPSILON);
+        let cli = Cli::try_parse_from([
+            "spider-load",
+            "reconnect-storm",
+            "--clients",
+            "10",
+            "--signal",
+            "kill",
+        ])
+        .unwrap();
+        assert!(
+            matches!(&cli.scenario, Scenario::ReconnectStorm { signal, .. } if signal == &[StopSignal::Kill])
+        );
     }
 }

@@ -96,6 +96,19 @@ fn ratio(value: Option<f64>, base: Option<f64>) -> Option<f64> {
     }
 }
 
+/// The section a report belongs in: its scenario (with `--e2e` and the room size when they
+/// apply) and its offered rate.
+fn section(r: &Report) -> (String, Option<u64>) {
+    let mut label = r.scenario.clone();
+    if r.params.e2e {
+        label += " --e2e";
+    }
+    if let Some(m) = r.params.members {
+        let _ = write!(label, " of {m} members");
+    }
+    (label, r.params.rate.map(|x| x.round() as u64))
+}
+
 /// A plain-text table per scenario: each target's figures and, in brackets, the figure divided by
 /// the baseline's (for throughput, above 1 is better; for latency and memory, below 1 is better).
 pub fn table(reports: &[Report]) -> String {
@@ -104,30 +117,31 @@ pub fn table(reports: &[Report]) -> String {
         return "no reports\n".to_owned();
     };
     let _ = writeln!(out, "baseline: {base_target} (ratio = target / baseline)");
-    // One section per scenario and offered rate: ratios compare like with like.
+    // One section per scenario, offered rate, payload mode and room size: ratios compare like
+    // with like.
     let mut sections: Vec<(String, Option<u64>)> = Vec::new();
     for r in reports {
-        let key = (r.scenario.clone(), r.params.rate.map(|x| x.round() as u64));
+        let key = section(r);
         if !sections.contains(&key) {
             sections.push(key);
         }
     }
-    for (scenario, rate) in sections {
-        let rows: Vec<&Report> = reports
-            .iter()
-            .filter(|r| r.scenario == scenario && r.params.rate.map(|x| x.round() as u64) == rate)
-            .collect();
+    for key in sections {
+        let rows: Vec<&Report> = reports.iter().filter(|r| section(r) == key).collect();
+        let Some(first) = rows.first() else { continue };
+        let scenario = first.scenario.clone();
+        let (label, rate) = key;
         let base = rows.iter().find(|r| r.target == base_target).copied();
         let cols = columns(&scenario);
         match rate {
             Some(rate) => {
-                let _ = writeln!(out, "\n{scenario} at {rate}/s offered");
+                let _ = writeln!(out, "\n{label} at {rate}/s offered");
             }
-            None if scenario == "direct" => {
-                let _ = writeln!(out, "\n{scenario} flat out");
+            None if scenario != "connections" => {
+                let _ = writeln!(out, "\n{label} flat out");
             }
             None => {
-                let _ = writeln!(out, "\n{scenario}");
+                let _ = writeln!(out, "\n{label}");
             }
         }
         let mut header = format!("  {:<12}", "target");
@@ -181,6 +195,9 @@ mod tests {
                 drain_secs: 1.0,
                 workers: 1,
                 source_addrs: 1,
+                rooms: None,
+                members: None,
+                senders: None,
             },
             seed: 1,
             machine: Machine {
@@ -213,6 +230,8 @@ mod tests {
             latency_histogram: None,
             failures: 0,
             errors: vec![],
+            room: None,
+            storm: None,
         }
     }
 
@@ -235,6 +254,46 @@ mod tests {
         assert!(t.contains("3000.0 (3.00x)"), "{t}");
         assert!(t.contains("1.0 (0.50x)"), "{t}");
         assert!(t.contains("1000.0 (1.00x)"), "{t}");
+    }
+
+    #[test]
+    fn e2e_and_room_sizes_get_sections_of_their_own() {
+        let opaque = report("spider-quic", "direct", 1000.0, 2000);
+        let mut e2e = report("spider-quic", "direct", 500.0, 4000);
+        e2e.params.e2e = true;
+        let mut small = report("spider-quic", "room", 100.0, 1000);
+        small.params.members = Some(10);
+        let mut big = small.clone();
+        big.params.members = Some(1000);
+        let t = table(&[opaque, e2e, small, big]);
+        for title in [
+            "direct flat out",
+            "direct --e2e flat out",
+            "room of 10 members flat out",
+            "room of 1000 members flat out",
+        ] {
+            assert!(t.contains(title), "{title} missing from\n{t}");
+        }
+        assert!(
+            !t.contains("(2.00x)"),
+            "e2e is not compared with opaque: {t}"
+        );
+    }
+
+    #[test]
+    fn reports_written_before_rooms_and_refusals_still_read() {
+        let mut json = serde_json::to_value(report("node-ws", "direct", 1.0, 1)).unwrap();
+        let obj = json.as_object_mut().unwrap();
+        obj.remove("room");
+        obj.remove("storm");
+        obj["counts"].as_object_mut().unwrap().remove("refused");
+        let params = obj["params"].as_object_mut().unwrap();
+        for k in ["rooms", "members", "senders"] {
+            params.remove(k);
+        }
+        let back: Report = serde_json::from_value(json).unwrap();
+        assert_eq!(back.counts.refused, 0);
+        assert!(back.room.is_none() && back.params.members.is_none());
     }
 
     #[test]

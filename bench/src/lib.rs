@@ -5,19 +5,24 @@
 //! scenarios and end with a JSON [`report::Report`]:
 //!
 //! ```text
-//!  cli ──► run ──► worker processes (or this one) ──► scenario::{connections, direct}
-//!                                                          │  Target trait (target/)
-//!                                                          ▼
-//!                    spider-quic | spider-ws | mosquitto (MQTT/WS) | node-ws (JSON/WS)
+//!  cli ──► run ──► worker processes (or this one) ──► scenario::{connections, direct, room}
+//!            │                                              │  Target trait (target/)
+//!            └─ reconnect-storm: relay::RelayProcess ◄──────┤  (storm: stop, start again)
+//!                                                           ▼
+//!     spider-quic | spider-ws (opaque, or --e2e through the SDK's Engine) | mosquitto | node-ws
 //!  each worker: accounting (who got what) + latency (HdrHistogram) ──► merged into the report
 //! ```
 //!
 //! * [`schedule`]: open-loop fixed-rate schedules (latency from intended send times: coordinated
 //!   omission corrected) and the flat-out closed loop.
 //! * [`envelope`]: the stamp every payload carries (sender, run, sequence number, send time).
-//! * [`accounting`]: sent = delivered + lost, acked-but-lost, duplicates, by sequence number.
+//! * [`accounting`]: sent = delivered + lost, acked-but-lost, duplicates, refusals, by sequence
+//!   number.
+//! * [`fanout`]: when each room message reached the last of its members.
 //! * [`latency`]: histograms merged across tasks and processes through the V2 encoding.
-//! * [`target`]: the systems under test: Spider (opaque payloads over the SDK's transports) and peers.
+//! * [`target`]: the systems under test: Spider (opaque payloads, or `--e2e` through the SDK's
+//!   engine; links bound to a source address) and the peers.
+//! * [`relay`]: the `spider-relay` child process that `reconnect-storm` stops and starts.
 //! * [`worker`]: `--workers N` forks N copies of this binary (a process holds under 20,000
 //!   sockets) and merges what they report on their standard output.
 //! * [`net`]: loopback-only sockets spread over 127.0.0.2, 127.0.0.3, ... (about 28k ports each).
@@ -39,9 +44,11 @@ pub mod accounting;
 pub mod cli;
 pub mod compare;
 pub mod envelope;
+pub mod fanout;
 pub mod latency;
 pub mod net;
 pub mod progress;
+pub mod relay;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -9,20 +9,23 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 pub enum Phase {
     /// Setting up connections.
     Connecting = 0,
+    /// Connections up; setting up what the scenario needs before sending (rooms).
+    Preparing = 1,
     /// Every connection set up (or failed): holding or sending.
-    Running = 1,
+    Running = 2,
     /// Send phase over: waiting for envelopes in flight.
-    Draining = 2,
+    Draining = 3,
     /// Finished.
-    Done = 3,
+    Done = 4,
 }
 
 impl Phase {
     fn from_u8(v: u8) -> Self {
         match v {
             0 => Phase::Connecting,
-            1 => Phase::Running,
-            2 => Phase::Draining,
+            1 => Phase::Preparing,
+            2 => Phase::Running,
+            3 => Phase::Draining,
             _ => Phase::Done,
         }
     }
@@ -45,6 +48,8 @@ pub struct Progress {
     pub received: AtomicU64,
     /// First acknowledgements of this run's envelopes.
     pub acked: AtomicU64,
+    /// Envelopes the target refused (they will be neither acked nor delivered).
+    pub refused: AtomicU64,
 }
 
 impl Progress {
@@ -68,6 +73,7 @@ impl Progress {
             sent: self.sent.load(Ordering::Relaxed),
             received: self.received.load(Ordering::Relaxed),
             acked: self.acked.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
         }
     }
 }
@@ -89,9 +95,21 @@ pub struct Snapshot {
     pub received: u64,
     /// First acknowledgements.
     pub acked: u64,
+    /// Refusals.
+    #[serde(default)]
+    pub refused: u64,
 }
 
 impl Snapshot {
+    /// Whether every envelope sent has been answered: delivered `fanout` times (or refused) and
+    /// acked (or refused).
+    pub fn all_answered(&self, fanout: u64) -> bool {
+        let expected = self.sent.saturating_mul(fanout);
+        let refused = self.refused.saturating_mul(fanout);
+        self.received.saturating_add(refused) >= expected
+            && self.acked.saturating_add(self.refused) >= self.sent
+    }
+
     /// The counters of several workers together; the phase is the least advanced one.
     pub fn sum(parts: &[Snapshot]) -> Snapshot {
         let mut total = Snapshot {
@@ -106,6 +124,7 @@ impl Snapshot {
             sent: 0,
             received: 0,
             acked: 0,
+            refused: 0,
         };
         for s in parts {
             total.attempted += s.attempted;
@@ -114,6 +133,7 @@ impl Snapshot {
             total.sent += s.sent;
             total.received += s.received;
             total.acked += s.acked;
+            total.refused += s.refused;
         }
         total
     }
@@ -153,8 +173,8 @@ impl Bars {
             s.attempted, s.failures
         ));
         self.traffic.set_message(format!(
-            "{:?}: sent {} delivered {} failures {}",
-            s.phase, s.sent, s.received, s.failures
+            "{:?}: sent {} delivered {} refused {} failures {}",
+            s.phase, s.sent, s.received, s.refused, s.failures
         ));
         self.traffic.tick();
     }
@@ -169,6 +189,27 @@ impl Bars {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_drain_waits_for_deliveries_acks_or_refusals() {
+        let p = Progress::default();
+        for _ in 0..4 {
+            Progress::bump(&p.sent);
+        }
+        for _ in 0..3 {
+            Progress::bump(&p.received);
+            Progress::bump(&p.acked);
+        }
+        assert!(!p.snapshot().all_answered(1));
+        Progress::bump(&p.refused);
+        assert!(p.snapshot().all_answered(1));
+        // In a room of 3 (fan-out 2), the 3 non-refused envelopes need 6 deliveries.
+        assert!(!p.snapshot().all_answered(2));
+        for _ in 0..3 {
+            Progress::bump(&p.received);
+        }
+        assert!(p.snapshot().all_answered(2));
+    }
 
     #[test]
     fn snapshots_of_workers_add_up_and_wait_for_the_slowest() {

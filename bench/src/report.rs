@@ -48,6 +48,53 @@ pub struct Report {
     pub failures: u64,
     /// The first few distinct error messages, for diagnosis.
     pub errors: Vec<String>,
+    /// `room`: set-up and messages (the counts are per delivery: one per message and other member).
+    #[serde(default)]
+    pub room: Option<RoomStats>,
+    /// `reconnect-storm`: each outage of the relay.
+    #[serde(default)]
+    pub storm: Option<StormStats>,
+}
+
+/// What a `room` run did besides the per-delivery counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomStats {
+    /// Rooms set up.
+    pub rooms_ready: u64,
+    /// Members of those rooms (owners included).
+    pub members_joined: u64,
+    /// Longest set-up of one room (create, invite link, every member's join), in seconds.
+    pub setup_secs: f64,
+    /// From the end of the set-up until every member had every membership change, in seconds.
+    #[serde(default)]
+    pub settle_secs: f64,
+    /// Membership-change envelopes delivered while the rooms filled up.
+    #[serde(default)]
+    pub changes_delivered: u64,
+    /// Members still short of changes when the settle limit passed.
+    #[serde(default)]
+    pub unsettled_members: u64,
+    /// Messages posted.
+    pub messages_sent: u64,
+    /// Messages the relay acked (`Sent`: stored for every member).
+    pub messages_acked: u64,
+    /// Messages the relay refused.
+    pub messages_refused: u64,
+    /// Messages that reached every other member (those the latency to the last member covers).
+    pub messages_complete: u64,
+    /// Latency of every single delivery (the report's `latency` is to the last member).
+    pub delivery_latency: Option<LatencySummary>,
+}
+
+/// What a `reconnect-storm` run measured of its outages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StormStats {
+    /// The outages, in order.
+    pub outages: Vec<crate::scenario::storm::Outage>,
+    /// Times any client lost its connection.
+    pub disconnects: u64,
+    /// Times any client logged in again.
+    pub reconnects: u64,
 }
 
 /// Parameters of a run.
@@ -73,6 +120,15 @@ pub struct Params {
     pub workers: u32,
     /// Loopback source addresses the clients were spread over.
     pub source_addrs: u32,
+    /// Rooms (`room`).
+    #[serde(default)]
+    pub rooms: Option<u64>,
+    /// Members per room (`room`).
+    #[serde(default)]
+    pub members: Option<u64>,
+    /// Posting members per room (`room`).
+    #[serde(default)]
+    pub senders: Option<u64>,
 }
 
 /// The machine a run was on.

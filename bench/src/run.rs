@@ -6,15 +6,18 @@ use crate::envelope::{HEADER_LEN, MAX_PAYLOAD};
 use crate::latency::Latency;
 use crate::net::{SourceAddrs, ensure_loopback};
 use crate::progress::{Bars, Phase, Progress, Snapshot};
+use crate::relay::RelayProcess;
 use crate::report::{
-    ConnectStats, Machine, Params, RelayMemory, Report, Throughput, read_cpu_secs, read_rss_kib,
-    utc_now_rfc3339,
+    ConnectStats, Machine, Params, RelayMemory, Report, RoomStats, StormStats, Throughput,
+    read_cpu_secs, read_rss_kib, utc_now_rfc3339,
 };
+use crate::scenario::room::RoomSpec;
 use crate::scenario::{self, Plan, WorkerOutput};
 use crate::schedule::RateMode;
 use crate::target::mqtt::MqttTarget;
 use crate::target::node_ws::NodeWsTarget;
 use crate::target::spider::SpiderTarget;
+use crate::target::spider_e2e::{MAX_E2E_PAYLOAD, SpiderE2eTarget};
 use crate::target::{Target, TargetKind, spider};
 use crate::worker;
 use anyhow::{Context as _, bail};
@@ -94,7 +97,22 @@ fn check(cli: &Cli) -> anyhow::Result<Checked> {
     let kind = c
         .target
         .context("--target is required (spider-quic, spider-ws, mosquitto, node-ws)")?;
-    if spider::is_spider(kind) && c.ca.is_none() {
+    let storm = matches!(cli.scenario, Scenario::ReconnectStorm { .. });
+    if matches!(
+        cli.scenario,
+        Scenario::Room { .. } | Scenario::ReconnectStorm { .. }
+    ) && !spider::is_spider(kind)
+    {
+        // The peers are compared on `connections` and `direct` (issue 6): Mosquitto and the Node
+        // relay have no rooms with members, and restarting a peer under load is not compared.
+        bail!(
+            "scenario {} drives Spider only (spider-quic, spider-ws), not {}",
+            cli.scenario.name(),
+            kind.name()
+        );
+    }
+    // reconnect-storm starts its own relay, and so knows its CA.
+    if spider::is_spider(kind) && c.ca.is_none() && !storm {
         bail!(
             "target {} needs --ca FILE: the relay's CA certificate (DATA/certs/ca.pem, printed by \
              bench/peers/spider/start.sh)",
@@ -102,23 +120,47 @@ fn check(cli: &Cli) -> anyhow::Result<Checked> {
         );
     }
     if c.e2e {
-        return Err(spider::unavailable("--e2e (real end-to-end encryption)"));
+        if !spider::is_spider(kind) {
+            bail!("--e2e drives Spider's client SDK: spider-quic or spider-ws only");
+        }
+        if !matches!(
+            cli.scenario,
+            Scenario::Direct { .. } | Scenario::Connections { .. }
+        ) {
+            bail!(
+                "--e2e is available for `direct` and `connections`; `{}` runs opaque payloads \
+                 (the relay's work is the same either way)",
+                cli.scenario.name()
+            );
+        }
+        if c.payload_size > MAX_E2E_PAYLOAD {
+            bail!("--payload-size with --e2e is at most {MAX_E2E_PAYLOAD} (the text limit)");
+        }
     }
-    if matches!(
-        cli.scenario,
-        Scenario::Room { .. } | Scenario::ReconnectStorm { .. }
-    ) {
-        // The peers are compared on `connections` and `direct` only (issue 6): Mosquitto has no
-        // rooms with members, and restarting a peer under load is not part of the comparison.
-        bail!(
-            "scenario {} is not yet available (issue 6 compares `connections` and `direct`)",
-            cli.scenario.name()
-        );
-    }
-    if let Scenario::Room { members, senders } = cli.scenario
-        && senders > members
+    if let Scenario::Room {
+        members,
+        senders,
+        rate,
+        ..
+    } = cli.scenario
     {
-        bail!("--senders cannot exceed --members");
+        if senders > members {
+            bail!("--senders cannot exceed --members");
+        }
+        if rate.is_some_and(|r| !(r.is_finite() && r >= 0.001)) {
+            bail!("--rate must be a positive number of messages per second");
+        }
+    }
+    if let Scenario::ReconnectStorm { clients, rate, .. } = &cli.scenario {
+        if clients % 2 != 0 {
+            bail!("--clients must be even: the clients form pairs");
+        }
+        if !(rate.is_finite() && *rate >= 0.001) {
+            bail!("--rate must be a positive number of envelopes per second");
+        }
+        if c.workers != 1 {
+            bail!("reconnect-storm runs in one process (it restarts the relay it started)");
+        }
     }
     if !(HEADER_LEN..=MAX_PAYLOAD).contains(&c.payload_size) {
         bail!("--payload-size must be {HEADER_LEN}..={MAX_PAYLOAD} bytes");
@@ -133,7 +175,12 @@ fn check(cli: &Cli) -> anyhow::Result<Checked> {
     {
         bail!("--rate must be a positive number of envelopes per second");
     }
-    let addr = c.addr.unwrap_or_else(|| kind.default_addr());
+    let addr = match c.addr {
+        Some(a) => a,
+        // reconnect-storm's own relay: a port free for UDP and TCP.
+        None if storm => SocketAddr::from(([127, 0, 0, 1], crate::relay::free_port()?)),
+        None => kind.default_addr(),
+    };
     ensure_loopback(addr)?;
     check_capacity(
         clients(&cli.scenario),
@@ -154,9 +201,9 @@ fn check(cli: &Cli) -> anyhow::Result<Checked> {
 /// Clients a scenario connects in all.
 fn clients(scenario: &Scenario) -> u64 {
     match *scenario {
-        Scenario::Connections { clients } | Scenario::ReconnectStorm { clients } => clients,
+        Scenario::Connections { clients } | Scenario::ReconnectStorm { clients, .. } => clients,
         Scenario::Direct { pairs, .. } => pairs.saturating_mul(2),
-        Scenario::Room { members, .. } => members,
+        Scenario::Room { members, rooms, .. } => members.saturating_mul(rooms),
         Scenario::Table { .. } => 0,
     }
 }
@@ -194,21 +241,98 @@ async fn run_target(
             run_on(Arc::new(MqttTarget::new(checked.addr)), cli, plan, progress).await
         }
         TargetKind::SpiderQuic | TargetKind::SpiderWs => {
-            let ca = cli
-                .common
-                .ca
-                .as_deref()
-                .context("--ca is required for Spider targets")?;
-            let target = SpiderTarget::new(
+            if let Scenario::ReconnectStorm { .. } = cli.scenario {
+                return run_storm(cli, checked, plan, progress).await;
+            }
+            let c = &cli.common;
+            let ca =
+                c.ca.as_deref()
+                    .context("--ca is required for Spider targets")?;
+            if c.e2e {
+                let target = SpiderE2eTarget::new(
+                    checked.kind,
+                    checked.addr,
+                    ca,
+                    &c.relay_name,
+                    plan.run_id,
+                )?;
+                return run_on(Arc::new(target), cli, plan, progress).await;
+            }
+            let target = Arc::new(SpiderTarget::new(
                 checked.kind,
                 checked.addr,
                 ca,
-                &cli.common.relay_name,
+                &c.relay_name,
                 plan.run_id,
-            )?;
-            run_on(Arc::new(target), cli, plan, progress).await
+            )?);
+            match cli.scenario {
+                Scenario::Room {
+                    members,
+                    senders,
+                    rooms,
+                    rate,
+                    window,
+                } => {
+                    let spec = RoomSpec {
+                        rooms,
+                        members,
+                        senders,
+                    };
+                    scenario::room::run(target, plan, spec, rate_mode(rate, window), progress).await
+                }
+                _ => run_on(target, cli, plan, progress).await,
+            }
         }
     }
+}
+
+/// Open loop at `rate`, or flat out with `window` in flight.
+fn rate_mode(rate: Option<f64>, window: u32) -> RateMode {
+    match rate {
+        Some(rate) => RateMode::Open { rate },
+        None => RateMode::Closed { window },
+    }
+}
+
+/// `reconnect-storm`: start a relay, run pairs against it while it is restarted.
+async fn run_storm(
+    cli: &Cli,
+    checked: &Checked,
+    plan: &Plan,
+    progress: Arc<Progress>,
+) -> anyhow::Result<WorkerOutput> {
+    let Scenario::ReconnectStorm {
+        clients,
+        rate,
+        signal,
+        relay_bin,
+    } = &cli.scenario
+    else {
+        bail!("not a reconnect-storm");
+    };
+    let bin = match relay_bin {
+        Some(b) => b.clone(),
+        None => crate::relay::sibling_binary()?,
+    };
+    let data = std::env::temp_dir().join(format!("spider-load-storm-{:016x}", plan.run_id));
+    let relay = RelayProcess::start(&bin, &data, checked.addr).await?;
+    let target = SpiderTarget::new(
+        checked.kind,
+        checked.addr,
+        &relay.ca(),
+        &cli.common.relay_name,
+        plan.run_id,
+    )?
+    .reconnecting();
+    scenario::direct::run_with(
+        Arc::new(target),
+        plan,
+        clients / 2,
+        RateMode::Open { rate: *rate },
+        progress,
+        Some((relay, signal.clone())),
+    )
+    .await
 }
 
 async fn run_on<T: Target>(
@@ -225,15 +349,9 @@ async fn run_on<T: Target>(
             pairs,
             rate,
             window,
-        } => {
-            let mode = match rate {
-                Some(rate) => RateMode::Open { rate },
-                None => RateMode::Closed { window },
-            };
-            scenario::direct::run(target, plan, pairs, mode, progress).await
-        }
+        } => scenario::direct::run(target, plan, pairs, rate_mode(rate, window), progress).await,
         Scenario::Room { .. } | Scenario::ReconnectStorm { .. } => {
-            bail!("scenario {} is not yet available", cli.scenario.name())
+            bail!("scenario {} drives Spider only", cli.scenario.name())
         }
         Scenario::Table { .. } => bail!("`table` runs no load"),
     }
@@ -396,7 +514,49 @@ fn merge(
     let mut send_phase_secs: f64 = 0.0;
     let mut load_cpu_secs: f64 = 0.0;
     let (mut first_start, mut last_end) = (u64::MAX, 0u64);
+    let mut room: Option<(RoomStats, Latency)> = None;
+    let mut storm: Option<StormStats> = None;
     for out in outputs {
+        if let Some(r) = &out.room {
+            let (stats, delivery) = match room.as_mut() {
+                Some(x) => x,
+                None => room.insert((
+                    RoomStats {
+                        rooms_ready: 0,
+                        members_joined: 0,
+                        setup_secs: 0.0,
+                        settle_secs: 0.0,
+                        changes_delivered: 0,
+                        unsettled_members: 0,
+                        messages_sent: 0,
+                        messages_acked: 0,
+                        messages_refused: 0,
+                        messages_complete: 0,
+                        delivery_latency: None,
+                    },
+                    Latency::new()?,
+                )),
+            };
+            stats.rooms_ready += r.rooms_ready;
+            stats.members_joined += r.members_joined;
+            stats.setup_secs = stats.setup_secs.max(r.setup_secs);
+            stats.settle_secs = stats.settle_secs.max(r.settle_secs);
+            stats.changes_delivered += r.changes_delivered;
+            stats.unsettled_members += r.unsettled_members;
+            stats.messages_sent += r.messages_sent;
+            stats.messages_acked += r.messages_acked;
+            stats.messages_refused += r.messages_refused;
+            stats.messages_complete += r.messages_complete;
+            delivery.merge(&Latency::from_base64(&r.delivery_latency)?)?;
+        }
+        if let Some(s) = &out.storm {
+            // One worker restarts the relay (checked): its outages are the run's.
+            storm = Some(StormStats {
+                outages: s.outages.clone(),
+                disconnects: s.disconnects,
+                reconnects: s.reconnects,
+            });
+        }
         counts.add(&out.counts);
         latency.merge(&Latency::from_base64(&out.latency)?)?;
         connect_latency.merge(&Latency::from_base64(&out.connect_latency)?)?;
@@ -424,6 +584,17 @@ fn merge(
             rate,
             window,
         } => (Some(pairs), rate, rate.is_none().then_some(window)),
+        Scenario::Room { rate, window, .. } => (None, rate, rate.is_none().then_some(window)),
+        Scenario::ReconnectStorm { clients, rate, .. } => (Some(clients / 2), Some(rate), None),
+        _ => (None, None, None),
+    };
+    let (rooms, members, senders) = match cli.scenario {
+        Scenario::Room {
+            rooms,
+            members,
+            senders,
+            ..
+        } => (Some(rooms), Some(members), Some(senders)),
         _ => (None, None, None),
     };
     let per_sec = |n: u64| {
@@ -458,6 +629,9 @@ fn merge(
             drain_secs: checked.drain.as_secs_f64(),
             workers: checked.workers,
             source_addrs: c.source_addrs,
+            rooms,
+            members,
+            senders,
         },
         seed: c.seed,
         machine: Machine::detect(),
@@ -482,6 +656,11 @@ fn merge(
         },
         failures,
         errors,
+        room: room.map(|(mut stats, delivery)| {
+            stats.delivery_latency = delivery.summary();
+            stats
+        }),
+        storm,
     })
 }
 
@@ -499,10 +678,60 @@ pub fn summary(r: &Report) -> String {
         r.connections.rate_per_sec,
         r.connections.phase_secs,
     );
-    if r.scenario == "direct" {
+    if let Some(room) = &r.room {
+        s += &format!(
+            "  rooms: {} ready, {} members joined, longest set-up {:.2} s, then {:.2} s until {} membership changes reached every member ({} members short)\n  messages: sent {} ({:.1}/s) acked {} refused {} reached every member {}\n  (envelope counts below are per delivery: one per message and other member)\n",
+            room.rooms_ready,
+            room.members_joined,
+            room.setup_secs,
+            room.settle_secs,
+            room.changes_delivered,
+            room.unsettled_members,
+            room.messages_sent,
+            if r.throughput.send_phase_secs > 0.0 {
+                room.messages_sent as f64 / r.throughput.send_phase_secs
+            } else {
+                0.0
+            },
+            room.messages_acked,
+            room.messages_refused,
+            room.messages_complete,
+        );
+        if let Some(l) = &room.delivery_latency {
+            s += &format!(
+                "  latency of each delivery: p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms\n",
+                l.p50_us as f64 / 1e3,
+                l.p99_us as f64 / 1e3,
+                l.p999_us as f64 / 1e3,
+            );
+        }
+    }
+    if let Some(storm) = &r.storm {
+        s += &format!(
+            "  storm: {} disconnects, {} reconnects\n",
+            storm.disconnects, storm.reconnects
+        );
+        for o in &storm.outages {
+            let opt = |v: Option<f64>| v.map_or("-".to_owned(), |x| format!("{x:.2} s"));
+            s += &format!(
+                "    {} at {:.2} s: exit {}, restart {}, {} of {} clients back, all back after {}{}\n",
+                o.signal.name(),
+                o.at_secs,
+                opt(o.exit_secs),
+                opt(o.restart_secs),
+                o.back,
+                o.clients,
+                opt(o.all_back_secs),
+                o.error
+                    .as_deref()
+                    .map_or(String::new(), |e| format!(" ({e})")),
+            );
+        }
+    }
+    if matches!(r.scenario.as_str(), "direct" | "room" | "reconnect-storm") {
         let k = &r.counts;
         s += &format!(
-            "  envelopes: sent {} delivered {} lost {} duplicates {} foreign {} acked {} acked-lost {}\n  rate: {:.0} sent/s, {:.0} delivered/s over {:.2} s{}\n",
+            "  envelopes: sent {} delivered {} lost {} duplicates {} foreign {} acked {} acked-lost {} refused {}\n  rate: {:.0} sent/s, {:.0} delivered/s over {:.2} s{}\n",
             k.sent,
             k.delivered,
             k.lost,
@@ -510,6 +739,7 @@ pub fn summary(r: &Report) -> String {
             k.foreign,
             k.acked,
             k.acked_lost,
+            k.refused,
             r.throughput.sent_per_sec,
             r.throughput.delivered_per_sec,
             r.throughput.send_phase_secs,
@@ -520,7 +750,12 @@ pub fn summary(r: &Report) -> String {
     }
     if let Some(l) = &r.latency {
         s += &format!(
-            "  latency: p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms\n",
+            "  latency{}: p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms\n",
+            if r.room.is_some() {
+                " to the last member"
+            } else {
+                ""
+            },
             l.p50_us as f64 / 1e3,
             l.p99_us as f64 / 1e3,
             l.p999_us as f64 / 1e3,
@@ -592,22 +827,115 @@ mod tests {
             ]))
             .is_ok()
         );
-        for args in [
-            &["--target", "node-ws", "--e2e", "direct", "--pairs", "1"][..],
-            &[
+        // reconnect-storm starts its own relay and knows its CA.
+        assert!(
+            check(&parse(&[
                 "--target",
-                "mosquitto",
-                "room",
-                "--members",
-                "10",
-                "--senders",
-                "1",
-            ][..],
-            &["--target", "node-ws", "reconnect-storm", "--clients", "1"][..],
+                "spider-quic",
+                "reconnect-storm",
+                "--clients",
+                "2"
+            ]))
+            .is_ok()
+        );
+        for (args, says) in [
+            (
+                &["--target", "node-ws", "--e2e", "direct", "--pairs", "1"][..],
+                "spider-quic or spider-ws only",
+            ),
+            (
+                &[
+                    "--target",
+                    "mosquitto",
+                    "room",
+                    "--members",
+                    "10",
+                    "--senders",
+                    "1",
+                ][..],
+                "Spider only",
+            ),
+            (
+                &["--target", "node-ws", "reconnect-storm", "--clients", "2"][..],
+                "Spider only",
+            ),
+            (
+                &[
+                    "--target",
+                    "spider-quic",
+                    "--ca",
+                    "x",
+                    "--e2e",
+                    "room",
+                    "--members",
+                    "10",
+                    "--senders",
+                    "1",
+                ][..],
+                "opaque payloads",
+            ),
+            (
+                &[
+                    "--target",
+                    "spider-quic",
+                    "--ca",
+                    "x",
+                    "--e2e",
+                    "--payload-size",
+                    "20000",
+                    "direct",
+                    "--pairs",
+                    "1",
+                ][..],
+                "text limit",
+            ),
+            (
+                &[
+                    "--target",
+                    "spider-quic",
+                    "--ca",
+                    "x",
+                    "room",
+                    "--members",
+                    "10",
+                    "--senders",
+                    "11",
+                ][..],
+                "cannot exceed",
+            ),
+            (
+                &["--target", "spider-ws", "reconnect-storm", "--clients", "3"][..],
+                "even",
+            ),
+            (
+                &[
+                    "--target",
+                    "spider-ws",
+                    "--workers",
+                    "2",
+                    "reconnect-storm",
+                    "--clients",
+                    "4",
+                ][..],
+                "one process",
+            ),
         ] {
             let err = check(&parse(args)).unwrap_err().to_string();
-            assert!(err.contains("not yet available"), "{args:?}: {err}");
+            assert!(err.contains(says), "{args:?}: {err}");
         }
+        assert!(
+            check(&parse(&[
+                "--target",
+                "spider-ws",
+                "--ca",
+                "x",
+                "--e2e",
+                "direct",
+                "--pairs",
+                "1"
+            ]))
+            .is_ok()
+        );
     }
 
     #[test]

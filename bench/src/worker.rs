@@ -180,6 +180,8 @@ mod tests {
             latency: latency.to_base64().unwrap(),
             connect_latency: Latency::new().unwrap().to_base64().unwrap(),
             cpu_secs: 0.5,
+            room: None,
+            storm: None,
         };
         for line in [
             Line::Done(Box::new(out)),

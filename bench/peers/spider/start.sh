@@ -6,12 +6,14 @@
 #
 #   bench/peers/spider/start.sh [PORT]
 #
-# The benchmark's clients all come from 127.0.0.1 (the SDK's transports cannot bind another
-# source address) and send flat out, so the relay's abuse limits, which are per IP address and
-# per connection, would refuse the run long before the relay is busy: the configuration written
-# here lifts them (connections per IP, registrations per hour, requests per second, mailbox
-# quota, total connections, handshake timeout). Everything else keeps the relay's defaults,
-# including durable storage before `Sent` and the 256-frame slow-consumer queue.
+# The benchmark's clients come from a few loopback addresses (127.0.0.2, ...) and send flat out,
+# so the relay's abuse limits, which are per IP address, per account and per connection, would
+# refuse the run long before the relay is busy: the configuration written here lifts them
+# (connections per IP, registrations per hour, requests per second per connection, account and
+# address, mailbox quota, total connections, handshake timeout; spider-load's reconnect-storm
+# writes the same, bench/src/relay.rs, and a test checks the two agree). Everything else keeps
+# the relay's defaults, including durable storage before `Sent` and the 256-frame slow-consumer
+# queue, and the room limits (1024 members).
 #
 # Environment: SPIDER_RELAY=path/to/spider-relay (default: target/release/spider-relay, built if
 # missing), SPIDER_STATE (default /tmp/spider-bench-spider), RUST_LOG (default warn).

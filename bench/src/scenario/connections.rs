@@ -77,5 +77,7 @@ pub async fn run<T: Target>(
         latency: Latency::new()?.to_base64()?,
         connect_latency: connect_latency.to_base64()?,
         cpu_secs: 0.0,
+        room: None,
+        storm: None,
     })
 }

@@ -6,6 +6,7 @@
 //! Flat out, each sender keeps `--window` envelopes in flight: the receiving side of the pair
 //! returns a slot to the sender on each first arrival, and the stamp is the actual send time.
 
+use super::storm::{self, Board, NoOutages, Outages, StopSignal, StormOutput};
 use super::{ErrorLog, Plan, WorkerOutput, connect_all, user_ids};
 use crate::accounting::{Counts, DirectionTally, SeqSet};
 use crate::envelope::{PayloadMaker, RunClock, Stamp};
@@ -42,6 +43,8 @@ struct Ctx {
     hard_deadline: Instant,
     progress: Arc<Progress>,
     errors: Arc<ErrorLog>,
+    /// Reconnects, when the relay is restarted under the clients (`reconnect-storm`).
+    board: Option<Arc<Board>>,
 }
 
 /// What a receive task saw.
@@ -53,6 +56,8 @@ struct Received {
     received: u64,
     /// Acks of this user's own sends.
     acked: SeqSet,
+    /// This user's own sends the target refused.
+    refused: u64,
     latency: Latency,
 }
 
@@ -63,6 +68,19 @@ pub async fn run<T: Target>(
     pairs: u64,
     mode: RateMode,
     progress: Arc<Progress>,
+) -> anyhow::Result<WorkerOutput> {
+    run_with::<T, NoOutages>(target, plan, pairs, mode, progress, None).await
+}
+
+/// Runs this worker's share of `pairs`, and with `storm`, stops and restarts the relay once per
+/// signal during the send phase (the `reconnect-storm` scenario; see [`super::storm`]).
+pub async fn run_with<T: Target, O: Outages>(
+    target: Arc<T>,
+    plan: &Plan,
+    pairs: u64,
+    mode: RateMode,
+    progress: Arc<Progress>,
+    storm: Option<(O, Vec<StopSignal>)>,
 ) -> anyhow::Result<WorkerOutput> {
     let errors = Arc::new(ErrorLog::default());
     let my_pairs = plan.share(pairs);
@@ -84,8 +102,12 @@ pub async fn run<T: Target>(
         hard_deadline: deadline + plan.drain,
         progress: Arc::clone(&progress),
         errors: Arc::clone(&errors),
+        board: storm
+            .is_some()
+            .then(|| Arc::new(Board::new(clock, my_pairs.end as usize * 2))),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
+    let mut connected: Vec<UserId> = Vec::new();
 
     // Per direction a -> b: the sender's handle, and which receive tasks hold its arrivals and acks.
     let mut send_tasks: Vec<JoinHandle<u64>> = Vec::new();
@@ -97,6 +119,7 @@ pub async fn run<T: Target>(
         else {
             continue; // a pair with a failed connection sends nothing (failure already counted)
         };
+        connected.extend([a, b]);
         // Window slots per direction: a -> b is refilled by b's receive task, and vice versa.
         let (win_ab, win_ba) = match mode {
             RateMode::Closed { window } => (
@@ -126,32 +149,67 @@ pub async fn run<T: Target>(
         }
         recv_tasks.push(tokio::spawn(recv_loop(
             rx_a,
+            a,
             b,
-            win_ba,
+            Windows {
+                peer: win_ba.clone(),
+                own: win_ab.clone(),
+            },
             stop_rx.clone(),
             ctx.clone(),
         )));
         recv_tasks.push(tokio::spawn(recv_loop(
             rx_b,
+            b,
             a,
-            win_ab,
+            Windows {
+                peer: win_ab,
+                own: win_ba,
+            },
             stop_rx.clone(),
             ctx.clone(),
         )));
     }
+
+    let control = match (storm, &ctx.board) {
+        (Some((relay, signals)), Some(board)) => Some(tokio::spawn(storm::control(
+            relay,
+            signals,
+            start,
+            plan.duration,
+            Arc::clone(board),
+            connected,
+        ))),
+        _ => None,
+    };
 
     let mut sent_by: Vec<u64> = Vec::with_capacity(send_tasks.len());
     for task in send_tasks {
         sent_by.push(task.await.unwrap_or(0));
     }
     let send_phase_secs = start.elapsed().as_secs_f64();
+    // The relay stays up for the drain: the outages end (and the relay is back) first. It is
+    // stopped when `relay` is dropped, after the drain.
+    let mut relay = None;
+    let storm_output = match (control, &ctx.board) {
+        (Some(task), Some(board)) => {
+            let (outages, r) = task.await.context("the outage controller")?;
+            relay = Some(r);
+            let (disconnects, reconnects) = board.totals();
+            Some(StormOutput {
+                outages,
+                disconnects,
+                reconnects,
+            })
+        }
+        _ => None,
+    };
     progress.set_phase(Phase::Draining);
     let drain_end = Instant::now() + plan.drain;
     // Wait for every envelope and every ack (a relay acks after routing, so the last acks can
     // trail the last deliveries); a target that never acks some envelope uses up the drain.
     while Instant::now() < drain_end {
-        let s = progress.snapshot();
-        if s.received >= s.sent && s.acked >= s.sent {
+        if progress.snapshot().all_answered(1) {
             break;
         }
         tokio::time::sleep(DRAIN_POLL).await;
@@ -177,6 +235,7 @@ pub async fn run<T: Target>(
         }
     }
     progress.set_phase(Phase::Done);
+    drop(relay);
 
     // Send tasks were pushed a->b, b->a per pair; receive tasks rx_a (from b), rx_b (from a).
     let mut counts = Counts::default();
@@ -195,6 +254,7 @@ pub async fn run<T: Target>(
                 received: at_receiver.map_or_else(|| empty.clone(), |r| r.from_peer.clone()),
                 acked: at_sender.map_or_else(|| empty.clone(), |r| r.acked.clone()),
                 duplicates: at_receiver.map_or(0, |r| r.duplicates),
+                refused: at_sender.map_or(0, |r| r.refused),
             };
             counts.add(&Counts::from_direction(&tally));
         }
@@ -214,6 +274,8 @@ pub async fn run<T: Target>(
         latency: latency.to_base64()?,
         connect_latency: connect_latency.to_base64()?,
         cpu_secs: 0.0,
+        room: None,
+        storm: storm_output,
     })
 }
 
@@ -279,20 +341,31 @@ async fn send_loop<S: EnvelopeSender>(
     seq
 }
 
-/// Receives for one user until told to stop: envelopes from `peer`, and acks of its own sends.
+/// The flat-out window slots a receive task gives back.
+struct Windows {
+    /// The peer's sends to this user: a slot back on each first arrival.
+    peer: Option<Arc<Semaphore>>,
+    /// This user's sends: a slot back when the target refuses one (it will never arrive).
+    own: Option<Arc<Semaphore>>,
+}
+
+/// Receives for user `me` until told to stop: envelopes from `peer`, and acks of its own sends.
 async fn recv_loop<R: EnvelopeReceiver>(
     mut rx: R,
+    me: UserId,
     peer: UserId,
-    peer_window: Option<Arc<Semaphore>>,
+    windows: Windows,
     mut stop: watch::Receiver<bool>,
     ctx: Ctx,
 ) -> anyhow::Result<Received> {
+    let peer_window = windows.peer;
     let mut r = Received {
         from_peer: SeqSet::new(),
         duplicates: 0,
         foreign: 0,
         received: 0,
         acked: SeqSet::new(),
+        refused: 0,
         latency: Latency::new()?,
     };
     // Each turn handles one event; the loop ends at the stop signal or when the connection ends.
@@ -323,6 +396,28 @@ async fn recv_loop<R: EnvelopeReceiver>(
             Ok(Some(Incoming::Acked(seq))) => {
                 if r.acked.insert(seq) == Some(true) {
                     Progress::bump(&ctx.progress.acked);
+                }
+            }
+            Ok(Some(Incoming::Refused { seq, why })) => {
+                r.refused += 1;
+                Progress::bump(&ctx.progress.refused);
+                ctx.errors
+                    .record(&ctx.progress, format!("envelope {seq} refused: {why}"));
+                if let Some(w) = &windows.own {
+                    w.add_permits(1);
+                }
+            }
+            Ok(Some(Incoming::Error(why))) => ctx.errors.record(&ctx.progress, why),
+            Ok(Some(Incoming::RoomChanged)) => {}
+            // Only reconnecting targets say these (`reconnect-storm`).
+            Ok(Some(Incoming::Disconnected)) => {
+                if let Some(b) = &ctx.board {
+                    b.down(me);
+                }
+            }
+            Ok(Some(Incoming::Reconnected)) => {
+                if let Some(b) = &ctx.board {
+                    b.back(me);
                 }
             }
             Ok(None) => {

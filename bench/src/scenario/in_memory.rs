@@ -5,7 +5,7 @@
 use super::*;
 use crate::latency::Latency;
 use crate::schedule::RateMode;
-use crate::target::{EnvelopeReceiver, EnvelopeSender, Incoming};
+use crate::target::{EnvelopeReceiver, EnvelopeSender, Incoming, RoomSender, RoomTicket};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -25,9 +25,26 @@ struct MemTarget {
     stalled: AtomicBool,
     /// Put a message not from this run in every inbox at connect.
     foreign_at_connect: bool,
+    /// Rooms: members by room id.
+    rooms: Mutex<HashMap<[u8; 16], Vec<UserId>>>,
+    /// Room deliveries to this member are dropped (after the sender's ack).
+    deaf_member: Option<UserId>,
+    /// Refuse every n-th post (as a rate limit would).
+    refuse_every: Option<u64>,
+    /// The relay is down: sends wait in `held` until it is back.
+    down: AtomicBool,
+    /// Envelopes sent while down: recipient, payload, the sender's channel and sequence number.
+    held: Mutex<Vec<Held>>,
+    /// The last envelope delivered to each user (a restart delivers it again: an ack lost in a
+    /// crash).
+    last_delivered: Mutex<HashMap<UserId, Bytes>>,
 }
 
+/// An envelope sent while the relay was down: recipient, payload, the sender's channel, seq.
+type Held = (UserId, Bytes, mpsc::UnboundedSender<Incoming>, u64);
+
 struct MemSender {
+    user: UserId,
     target: Arc<MemTarget>,
     own: mpsc::UnboundedSender<Incoming>,
 }
@@ -54,6 +71,7 @@ impl Target for Arc<MemTarget> {
         self.inboxes.lock().unwrap().insert(user, tx.clone());
         Ok((
             MemSender {
+                user,
                 target: Arc::clone(self),
                 own: tx,
             },
@@ -70,12 +88,119 @@ impl EnvelopeSender for MemSender {
         {
             tokio::time::sleep(stall).await;
         }
+        if t.down.load(Ordering::SeqCst) {
+            t.held
+                .lock()
+                .unwrap()
+                .push((to, payload, self.own.clone(), seq));
+            return Ok(());
+        }
         let n = t.routed.fetch_add(1, Ordering::SeqCst) + 1;
+        if t.refuse_every.is_some_and(|k| n.is_multiple_of(k)) {
+            self.own.send(Incoming::Refused {
+                seq,
+                why: "RATE_LIMITED".into(),
+            })?;
+            return Ok(());
+        }
         if t.drop_every.is_some_and(|k| n.is_multiple_of(k)) {
             t.dropped.fetch_add(1, Ordering::SeqCst);
         } else {
+            t.last_delivered.lock().unwrap().insert(to, payload.clone());
             let inbox = t.inboxes.lock().unwrap().get(&to).cloned();
             inbox.unwrap().send(Incoming::Delivered(payload))?;
+        }
+        self.own.send(Incoming::Acked(seq))?;
+        Ok(())
+    }
+}
+
+/// The in-memory relay stopped and started by the storm controller.
+struct MemOutages(Arc<MemTarget>);
+
+impl storm::Outages for MemOutages {
+    async fn stop(&mut self, _signal: storm::StopSignal) -> anyhow::Result<Duration> {
+        let t = &self.0;
+        t.down.store(true, Ordering::SeqCst);
+        for inbox in t.inboxes.lock().unwrap().values() {
+            let _ = inbox.send(Incoming::Disconnected);
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        Ok(Duration::from_millis(30))
+    }
+
+    async fn start(&mut self) -> anyhow::Result<Duration> {
+        let t = &self.0;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let inboxes = t.inboxes.lock().unwrap().clone();
+        for (user, inbox) in &inboxes {
+            let _ = inbox.send(Incoming::Reconnected);
+            // The ack of the last delivery did not survive: it comes again.
+            if let Some(p) = t.last_delivered.lock().unwrap().get(user) {
+                let _ = inbox.send(Incoming::Delivered(p.clone()));
+            }
+        }
+        t.down.store(false, Ordering::SeqCst);
+        for (to, payload, own, seq) in t.held.lock().unwrap().drain(..) {
+            t.routed.fetch_add(1, Ordering::SeqCst);
+            let _ = inboxes.get(&to).unwrap().send(Incoming::Delivered(payload));
+            let _ = own.send(Incoming::Acked(seq));
+        }
+        Ok(Duration::from_millis(20))
+    }
+}
+
+impl RoomSender for MemSender {
+    async fn create_room(&mut self, name: &str) -> anyhow::Result<RoomTicket> {
+        let mut id = [0u8; 16];
+        id[..name.len().min(16)].copy_from_slice(&name.as_bytes()[..name.len().min(16)]);
+        self.target
+            .rooms
+            .lock()
+            .unwrap()
+            .insert(id, vec![self.user]);
+        Ok(RoomTicket {
+            id,
+            link: [7; 16],
+            epoch: 2,
+        })
+    }
+
+    async fn join_room(&mut self, room: &RoomTicket) -> anyhow::Result<u64> {
+        let mut rooms = self.target.rooms.lock().unwrap();
+        let members = rooms.get_mut(&room.id).unwrap();
+        // As the relay does: every member before the join hears of it.
+        let inboxes = self.target.inboxes.lock().unwrap();
+        for m in members.iter() {
+            inboxes.get(m).unwrap().send(Incoming::RoomChanged)?;
+        }
+        members.push(self.user);
+        Ok(room.epoch + 1)
+    }
+
+    async fn send_room(
+        &mut self,
+        room: &RoomTicket,
+        seq: u64,
+        payload: Bytes,
+    ) -> anyhow::Result<()> {
+        let t = &self.target;
+        let n = t.routed.fetch_add(1, Ordering::SeqCst) + 1;
+        if t.refuse_every.is_some_and(|k| n.is_multiple_of(k)) {
+            self.own.send(Incoming::Refused {
+                seq,
+                why: "RATE_LIMITED".into(),
+            })?;
+            return Ok(());
+        }
+        let members = t.rooms.lock().unwrap().get(&room.id).cloned().unwrap();
+        for m in members.into_iter().filter(|m| *m != self.user) {
+            if Some(m) == t.deaf_member {
+                t.dropped.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
+            let inbox = t.inboxes.lock().unwrap().get(&m).cloned();
+            inbox.unwrap().send(Incoming::Delivered(payload.clone()))?;
         }
         self.own.send(Incoming::Acked(seq))?;
         Ok(())
@@ -204,4 +329,205 @@ async fn connections_are_held_for_the_duration() {
     );
     assert_eq!(out.counts, Counts::default());
     assert_eq!(out.failures, 0);
+}
+
+async fn room(
+    target: MemTarget,
+    spec: room::RoomSpec,
+    mode: RateMode,
+    ms: u64,
+) -> (WorkerOutput, Arc<MemTarget>) {
+    let target = Arc::new(Arc::new(target));
+    let out = room::run(Arc::clone(&target), &plan(ms), spec, mode, Arc::default())
+        .await
+        .unwrap();
+    (out, Arc::clone(&*target))
+}
+
+#[tokio::test]
+async fn every_room_message_owes_one_delivery_per_other_member() {
+    // 2 rooms of 5, 2 posting members each, 400 messages/s in all for 0.25 s: 100 messages,
+    // each owed to 4 members.
+    let spec = room::RoomSpec {
+        rooms: 2,
+        members: 5,
+        senders: 2,
+    };
+    let (out, _) = room(
+        MemTarget::default(),
+        spec,
+        RateMode::Open { rate: 400.0 },
+        250,
+    )
+    .await;
+    let r = out.room.clone().unwrap();
+    let c = out.counts;
+    assert_eq!((r.rooms_ready, r.members_joined), (2, 10));
+    // 4 + 3 + 2 + 1 changes per room of 5, all seen before posting.
+    assert_eq!((r.changes_delivered, r.unsettled_members), (20, 0));
+    assert_eq!(r.messages_sent, 100);
+    assert_eq!(c.sent, r.messages_sent * (spec.members - 1));
+    assert_eq!(c.sent, c.delivered + c.lost);
+    assert!(c.adds_up(), "{c:?}");
+    assert_eq!(
+        (c.lost, c.duplicates, c.foreign, c.acked_lost),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(r.messages_acked, 100);
+    assert_eq!(r.messages_complete, 100);
+    // The report's latency is to the last member: one per message; every delivery has its own.
+    assert_eq!(Latency::from_base64(&out.latency).unwrap().len(), 100);
+    assert_eq!(
+        Latency::from_base64(&r.delivery_latency).unwrap().len(),
+        c.delivered
+    );
+    assert_eq!(out.failures, 0);
+}
+
+#[tokio::test]
+async fn flat_out_the_window_opens_when_the_last_member_has_the_message() {
+    let spec = room::RoomSpec {
+        rooms: 1,
+        members: 3,
+        senders: 3,
+    };
+    let (out, target) = room(
+        MemTarget::default(),
+        spec,
+        RateMode::Closed { window: 2 },
+        200,
+    )
+    .await;
+    let r = out.room.unwrap();
+    assert!(r.messages_sent > 10, "the window kept opening: {r:?}");
+    assert_eq!(r.messages_sent, target.routed.load(Ordering::SeqCst));
+    assert_eq!(out.counts.sent, r.messages_sent * 2);
+    assert_eq!(out.counts.lost, 0);
+    assert_eq!(r.messages_complete, r.messages_sent);
+}
+
+#[tokio::test]
+async fn a_member_that_gets_nothing_makes_every_message_incomplete() {
+    // Member 4 (not a sender) is deaf: every message is acked, reaches 3 of 4, and is lost for 4.
+    let target = MemTarget {
+        deaf_member: Some(4),
+        ..MemTarget::default()
+    };
+    let spec = room::RoomSpec {
+        rooms: 1,
+        members: 5,
+        senders: 1,
+    };
+    let (out, target) = room(target, spec, RateMode::Open { rate: 100.0 }, 300).await;
+    let r = out.room.unwrap();
+    let c = out.counts;
+    assert_eq!(r.messages_sent, 30);
+    assert_eq!(c.sent, 30 * 4);
+    assert_eq!(c.lost, 30);
+    assert_eq!(c.lost, target.dropped.load(Ordering::SeqCst));
+    assert_eq!(c.acked_lost, 30, "acked by the relay, never delivered");
+    assert!(c.adds_up(), "{c:?}");
+    assert_eq!(r.messages_complete, 0);
+    assert!(Latency::from_base64(&out.latency).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn refused_posts_are_failures_and_lost_for_every_member() {
+    let target = MemTarget {
+        refuse_every: Some(4),
+        ..MemTarget::default()
+    };
+    let spec = room::RoomSpec {
+        rooms: 1,
+        members: 3,
+        senders: 1,
+    };
+    let (out, _) = room(target, spec, RateMode::Open { rate: 100.0 }, 400).await;
+    let r = out.room.unwrap();
+    let c = out.counts;
+    assert_eq!(
+        (r.messages_sent, r.messages_refused, r.messages_acked),
+        (40, 10, 30)
+    );
+    assert_eq!(
+        (c.lost, c.refused),
+        (20, 20),
+        "each refusal is 2 lost deliveries"
+    );
+    assert!(c.adds_up(), "{c:?}");
+    assert_eq!(out.failures, 10);
+    assert!(
+        out.errors.iter().any(|e| e.contains("RATE_LIMITED")),
+        "{:?}",
+        out.errors
+    );
+}
+
+#[tokio::test]
+async fn refused_direct_envelopes_free_the_window_and_count_as_failures() {
+    // Flat out with a window of 1: unless a refusal gives its slot back, the sender would wait
+    // for the refused envelope until the end of the run, and the drain for its ack.
+    let target = MemTarget {
+        refuse_every: Some(3),
+        ..MemTarget::default()
+    };
+    let began = std::time::Instant::now();
+    let (out, target) = direct(target, 1, RateMode::Closed { window: 1 }, 200).await;
+    let c = out.counts;
+    assert!(c.sent > 30, "the senders kept going: {c:?}");
+    assert_eq!(c.sent, target.routed.load(Ordering::SeqCst));
+    assert_eq!(c.refused, c.sent / 3);
+    assert_eq!(c.lost, c.refused);
+    assert_eq!(c.acked + c.refused, c.sent);
+    assert!(c.adds_up(), "{c:?}");
+    assert_eq!(out.failures, c.refused);
+    // The drain did not wait for acks that will never come (it allows 2 s).
+    assert!(
+        began.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        began.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_relay_loses_nothing_acked_and_repeats_show_as_duplicates() {
+    let target = Arc::new(Arc::new(MemTarget::default()));
+    let relay = MemOutages(Arc::clone(&*target));
+    let out = direct::run_with(
+        Arc::clone(&target),
+        &plan(600),
+        2,
+        RateMode::Open { rate: 400.0 },
+        Arc::default(),
+        Some((
+            relay,
+            vec![storm::StopSignal::Term, storm::StopSignal::Kill],
+        )),
+    )
+    .await
+    .unwrap();
+    let c = out.counts;
+    // 400/s for 0.6 s: 240 envelopes, the ones sent while the relay was down delivered after.
+    assert_eq!(c.sent, 240);
+    assert_eq!((c.delivered, c.lost, c.acked_lost), (240, 0, 0), "{c:?}");
+    assert!(c.adds_up(), "{c:?}");
+    // Each restart delivers every user's last envelope again: 4 users, 2 restarts.
+    assert_eq!(c.duplicates, 8);
+    let storm = out.storm.unwrap();
+    assert_eq!((storm.disconnects, storm.reconnects), (8, 8));
+    assert_eq!(storm.outages.len(), 2);
+    for o in &storm.outages {
+        assert_eq!((o.clients, o.back), (4, 4), "{o:?}");
+        let all = o.all_back_secs.unwrap();
+        assert!(all >= 0.05, "back only after stop and start: {o:?}");
+        assert_eq!(o.exit_secs, Some(0.03));
+    }
+    assert_eq!(storm.outages[0].signal, storm::StopSignal::Term);
+    // Envelopes written during an outage waited: the latency from their intended time shows it.
+    let latency = Latency::from_base64(&out.latency)
+        .unwrap()
+        .summary()
+        .unwrap();
+    assert!(latency.max_us >= 40_000, "{latency:?}");
+    assert_eq!(out.failures, 0, "{:?}", out.errors);
 }

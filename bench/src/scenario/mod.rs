@@ -5,6 +5,8 @@
 
 pub mod connections;
 pub mod direct;
+pub mod room;
+pub mod storm;
 
 use crate::accounting::Counts;
 use crate::latency::Latency;
@@ -83,6 +85,12 @@ pub struct WorkerOutput {
     /// CPU time this worker used, in seconds (filled in by the runner, not the scenario).
     #[serde(default)]
     pub cpu_secs: f64,
+    /// `room`: rooms, set-up, messages.
+    #[serde(default)]
+    pub room: Option<room::RoomOutput>,
+    /// `reconnect-storm`: the outages.
+    #[serde(default)]
+    pub storm: Option<storm::StormOutput>,
 }
 
 /// One worker's connect phase.

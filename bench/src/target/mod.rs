@@ -8,14 +8,19 @@
 //!
 //! | target        | transport                   | module       | state                          |
 //! |---------------|-----------------------------|--------------|--------------------------------|
-//! | `spider-quic` | QUIC, ALPN `spider/1`       | [`spider`]   | opaque payloads, SDK transports|
-//! | `spider-ws`   | WebSocket fallback          | [`spider`]   | opaque payloads, SDK transports|
+//! | `spider-quic` | QUIC, ALPN `spider/1`       | [`spider`], [`spider_e2e`] | opaque payloads, or `--e2e` through the SDK's `Engine` |
+//! | `spider-ws`   | WebSocket fallback          | [`spider`], [`spider_e2e`] | the same over WebSocket |
 //! | `mosquitto`   | MQTT 3.1.1 over WebSocket   | [`mqtt`]     | QoS 1, persistent sessions     |
 //! | `node-ws`     | JSON over WebSocket         | [`node_ws`]  | bench/peers/node-ws/server.js  |
+//!
+//! Rooms ([`RoomSender`]) exist on Spider only: Mosquitto and the Node relay have no rooms with
+//! members, so the `room` scenario is not part of the comparison with the peers.
 
 pub mod mqtt;
 pub mod node_ws;
 pub mod spider;
+pub mod spider_e2e;
+pub mod spider_link;
 
 use bytes::Bytes;
 use std::future::Future;
@@ -66,6 +71,23 @@ pub enum Incoming {
     Delivered(Bytes),
     /// The target took responsibility for this client's envelope with sequence number `seq`.
     Acked(u64),
+    /// The target refused this client's envelope `seq` (an error frame answered its request, such
+    /// as `RATE_LIMITED`): it will be neither acked nor delivered, and counts as a failure.
+    Refused {
+        /// The envelope.
+        seq: u64,
+        /// What the target said.
+        why: String,
+    },
+    /// The target reported an error that ends nothing (a message that did not decrypt, a refused
+    /// request that is not an envelope): counted as a failure.
+    Error(String),
+    /// A membership change of one of this client's rooms reached it (rooms only).
+    RoomChanged,
+    /// The connection was lost; the client is reconnecting (targets built to reconnect only).
+    Disconnected,
+    /// The client is connected and authenticated again after [`Incoming::Disconnected`].
+    Reconnected,
 }
 
 /// A system under test.
@@ -101,4 +123,36 @@ pub trait EnvelopeReceiver: Send + 'static {
     /// The next delivery or acknowledgement; `None` once the connection closed. Cancel safe:
     /// dropping the future loses nothing that was already read.
     fn next(&mut self) -> impl Future<Output = anyhow::Result<Option<Incoming>>> + Send;
+}
+
+/// A room as the benchmark knows it: enough for a member to join and to post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomTicket {
+    /// The target's room id.
+    pub id: [u8; 16],
+    /// The secret of an invite link that lets any account join.
+    pub link: [u8; 16],
+    /// The room's membership epoch as last seen (each change moves it on).
+    pub epoch: u64,
+}
+
+/// The send half of a client of a target with rooms (Spider only).
+pub trait RoomSender: EnvelopeSender {
+    /// Creates a room named after `name` with this client as its owner, and an invite link.
+    fn create_room(
+        &mut self,
+        name: &str,
+    ) -> impl Future<Output = anyhow::Result<RoomTicket>> + Send;
+
+    /// Joins the room through its link; returns the room's epoch after the join.
+    fn join_room(&mut self, room: &RoomTicket) -> impl Future<Output = anyhow::Result<u64>> + Send;
+
+    /// Posts one envelope to every other member of `room`. `seq` and the ack work as in
+    /// [`EnvelopeSender::send`].
+    fn send_room(
+        &mut self,
+        room: &RoomTicket,
+        seq: u64,
+        payload: Bytes,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
