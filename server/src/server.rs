@@ -116,7 +116,7 @@ pub async fn start_with_store(
     // browser's WebSocket offers; non-browser clients offer `spider/1`.
     let mut ws_tls = tls_config.clone();
     ws_tls.alpn_protocols.push(b"http/1.1".to_vec());
-    let endpoint = quic::endpoint(config.quic, tls_config, &config.limits)?;
+    let endpoint = quic::endpoint(config.quic, tls_config, &config.limits, &config.data)?;
     let tcp = ws::bind(config.ws).await?;
     let quic_addr = endpoint.local_addr()?;
     let ws_addr = tcp.local_addr()?;

@@ -15,6 +15,7 @@ use common::*;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use spider_protocol::ids::MessageId;
+use spider_protocol::message::Ping;
 use spider_protocol::{ClientFrame, ServerFrame};
 
 /// A relay process, killed if the test fails before it stops it.
@@ -36,12 +37,17 @@ impl Drop for Spawned {
 }
 
 fn spawn(data: &Path, config: &Path) -> Spawned {
+    spawn_on(data, config, "127.0.0.1:0")
+}
+
+/// [`spawn`] with QUIC on `quic`.
+fn spawn_on(data: &Path, config: &Path, quic: &str) -> Spawned {
     let mut child = Command::new(env!("CARGO_BIN_EXE_spider-relay"))
         .args(["serve", "--data"])
         .arg(data)
         .args([
             "--quic",
-            "127.0.0.1:0",
+            quic,
             "--ws",
             "127.0.0.1:0",
             "--metrics",
@@ -238,6 +244,38 @@ async fn kill_9_loses_nothing_that_was_acked_with_sent() {
     }
     assert!(matches!(b.expect().await, ServerFrame::CaughtUp(_)));
     b.close().await;
+    let status = tokio::task::spawn_blocking(move || sigterm_and_wait(second));
+    assert!(status.await.unwrap().success());
+}
+
+/// A relay restarted on the same data directory and port keeps its QUIC
+/// stateless-reset secret (`DATA/quic-reset.key`): a client of the killed
+/// process learns at its next packet that its connection is gone (a
+/// stateless reset) instead of waiting out its idle timeout.
+#[tokio::test]
+async fn a_restarted_relay_resets_the_quic_connections_of_the_killed_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("relay.toml");
+    std::fs::write(&config, "").unwrap();
+
+    let mut first = spawn(&data, &config);
+    let relay = as_test_relay(&first, &data);
+    let quic = first.quic.to_string();
+    let (_alice, mut a) = register(&relay, Transport::Quic, "alice").await;
+    let key = std::fs::read(data.join("quic-reset.key")).unwrap();
+    assert_eq!(key.len(), 64);
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+
+    let second = spawn_on(&data, &config, &quic);
+    assert_eq!(std::fs::read(data.join("quic-reset.key")).unwrap(), key);
+    a.send(ClientFrame::Ping(Ping { nonce: 7 })).await;
+    let end = a.quic_end().await;
+    assert!(
+        matches!(end, quinn::ConnectionError::Reset),
+        "ended by {end:?}, not a stateless reset"
+    );
     let status = tokio::task::spawn_blocking(move || sigterm_and_wait(second));
     assert!(status.await.unwrap().success());
 }

@@ -5,7 +5,10 @@
 //! cannot make the relay do handshake work or amplify traffic. Streams and
 //! flow-control windows are bounded by [`Limits`].
 
+use std::io::Write as _;
 use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,11 +25,54 @@ use crate::shutdown::Shutdown;
 /// Application close code for a normal close.
 const CLOSE_OK: u32 = 0;
 
-/// Makes the QUIC endpoint.
+/// Length of the stateless-reset secret.
+const RESET_SECRET_LEN: usize = 64;
+
+/// The secret behind QUIC stateless resets, kept in `DATA/quic-reset.key`
+/// (owner-only, made on first start). A relay that restarts with the same
+/// secret answers packets of its predecessor's connections with a valid
+/// stateless reset, so clients learn at their next packet that the
+/// connection is gone and reconnect at once, instead of waiting out their
+/// idle timeout (seen in spider-load's reconnect storm before this).
+///
+/// The same secret keys the connection-id generator: quinn's default one
+/// checks a keyed hash inside each connection id and drops packets whose id
+/// fails it before it would send a reset, so a restarted relay must also
+/// recognise its predecessor's ids as its own kind.
+fn reset_key(data: &Path) -> anyhow::Result<ring::hmac::Key> {
+    let path = data.join("quic-reset.key");
+    let secret = match std::fs::read(&path) {
+        Ok(b) if b.len() == RESET_SECRET_LEN => b,
+        Ok(_) => anyhow::bail!(
+            "{} is not {RESET_SECRET_LEN} bytes long: delete it to make a new one",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut b = vec![0u8; RESET_SECRET_LEN];
+            getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            let tmp = data.join("quic-reset.key.tmp");
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&b)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            b
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret))
+}
+
+/// Makes the QUIC endpoint; `data` holds its stateless-reset secret.
 pub(crate) fn endpoint(
     addr: SocketAddr,
     tls: rustls::ServerConfig,
     limits: &Limits,
+    data: &Path,
 ) -> anyhow::Result<quinn::Endpoint> {
     let crypto = QuicServerConfig::try_from(tls)?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -40,7 +86,18 @@ pub(crate) fn endpoint(
             Duration::from_millis(limits.quic_idle_timeout_ms).try_into()?,
         ));
     server.transport_config(Arc::new(t));
-    Ok(quinn::Endpoint::server(server, addr)?)
+    let reset = reset_key(data)?;
+    let tag = ring::hmac::sign(&reset, b"spider relay: QUIC connection-id key");
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(&tag.as_ref()[..8]);
+    let cid_key = u64::from_le_bytes(cid_key);
+    let mut config = quinn::EndpointConfig::new(Arc::new(reset));
+    config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    let runtime = quinn::default_runtime().ok_or_else(|| anyhow::anyhow!("no tokio runtime"))?;
+    let socket = std::net::UdpSocket::bind(addr)?;
+    Ok(quinn::Endpoint::new(config, Some(server), socket, runtime)?)
 }
 
 /// Accepts connections until shutdown.

@@ -431,6 +431,17 @@ impl Client {
         self.recv().await.is_none()
     }
 
+    /// Why a QUIC connection ended, waiting at most [`PATIENCE`]. Panics
+    /// on a WebSocket client.
+    pub async fn quic_end(&self) -> quinn::ConnectionError {
+        match &self.conn {
+            Conn::Quic { conn, .. } => tokio::time::timeout(PATIENCE, conn.closed())
+                .await
+                .expect("the QUIC connection is still open"),
+            Conn::Ws(_) => panic!("not a QUIC client"),
+        }
+    }
+
     /// The close code of a connection the relay closed: the QUIC
     /// application error code, or the WebSocket close code. Call after
     /// [`Client::closed`].
