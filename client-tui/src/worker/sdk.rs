@@ -10,8 +10,9 @@
 //! through the SDK with upload progress; a file that arrives while the app
 //! runs is downloaded into `PROFILE/files` with download progress, and an
 //! image is previewed from the saved file (files in the history shown at
-//! start are previewed when saved before, not fetched). Search is answered
-//! with an error saying it is not supported yet.
+//! start are previewed when saved before, not fetched). `/search` looks
+//! through the texts of this profile's history and of what was sent and
+//! received since, in memory (the history itself stays encrypted at rest).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -33,7 +34,7 @@ use tokio::task::JoinHandle;
 use super::fake::wall_clock;
 use super::{
     Account, Attachment, ChatMessage, ConnectionState, ConversationId, Delivery, MessageBody,
-    Request, Transport, TransportChoice, WorkerError, WorkerEvent,
+    Request, SearchHit, Transport, TransportChoice, WorkerError, WorkerEvent,
 };
 use crate::cli::{self, CliConfig, Session};
 use crate::preview::MAX_PREVIEW_BYTES;
@@ -57,6 +58,9 @@ pub(crate) struct SdkWorker {
 
 struct Running {
     session: Session,
+    /// Texts to search: (conversation, message, text), oldest first; built
+    /// from the decrypted history at sign-in and kept in memory only.
+    texts: Vec<(ConversationId, MessageId, String)>,
     me: Username,
     names: HashMap<UserId, Username>,
     sent: HashMap<MessageId, ConversationId>,
@@ -97,6 +101,45 @@ fn random_id() -> MessageId {
     let mut b = [0u8; 16];
     os_rng().fill_bytes(&mut b);
     MessageId::from_bytes(b)
+}
+
+/// The text of a message event, for `/search`.
+fn searchable(e: &WorkerEvent) -> Option<(ConversationId, MessageId, String)> {
+    match e {
+        WorkerEvent::MessageReceived {
+            conversation,
+            message:
+                ChatMessage {
+                    id,
+                    body: MessageBody::Text(t),
+                    ..
+                },
+        } => Some((*conversation, *id, t.clone())),
+        _ => None,
+    }
+}
+
+/// `/search`: texts that contain `query` (case-insensitive), newest first,
+/// each with its first matching line as the excerpt.
+fn search(texts: &[(ConversationId, MessageId, String)], query: &str) -> Vec<SearchHit> {
+    let q = query.to_lowercase();
+    if q.is_empty() {
+        return Vec::new();
+    }
+    texts
+        .iter()
+        .rev()
+        .filter(|(_, _, t)| t.to_lowercase().contains(&q))
+        .map(|(c, m, t)| SearchHit {
+            conversation: *c,
+            message: *m,
+            excerpt: t
+                .lines()
+                .find(|l| l.to_lowercase().contains(&q))
+                .unwrap_or_default()
+                .to_owned(),
+        })
+        .collect()
 }
 
 fn unsupported(what: &str) -> WorkerError {
@@ -181,6 +224,7 @@ impl SdkWorker {
                         let Some(ev) = ev else { break };
                         if let Some(r) = running.as_mut() {
                             for out in r.event(ev, t).await {
+                                r.texts.extend(searchable(&out));
                                 if events.send(out).is_err() { return; }
                             }
                             r.start_downloads().await;
@@ -277,14 +321,16 @@ impl SdkWorker {
         // Presence and display names arrive as events.
         let _ = session.client.list_contacts().await;
         let _ = session.client.refresh_profiles().await;
-        for h in history {
-            let _ = events.send(h);
+        for h in &history {
+            let _ = events.send(h.clone());
         }
         let _ = events.send(WorkerEvent::Connection(ConnectionState::Connected {
             transport: transport_of(transport),
         }));
+        let texts = history.iter().filter_map(searchable).collect();
         Ok(Running {
             session,
+            texts,
             me: account.username,
             names,
             sent: HashMap::new(),
@@ -397,6 +443,7 @@ impl Running {
                 let _ = reply.send(match r {
                     Ok(id) => {
                         self.sent.insert(id, conversation);
+                        self.texts.push((conversation, id, text.clone()));
                         Ok(ChatMessage {
                             id,
                             from: self.me.clone(),
@@ -443,7 +490,9 @@ impl Running {
             } => {
                 let _ = reply.send(self.send_file(conversation, path).await);
             }
-            Request::Search { .. } => reject(req, unsupported("search")),
+            Request::Search { query, reply } => {
+                let _ = reply.send(Ok(search(&self.texts, &query)));
+            }
             other => self.social_request(other).await,
         }
     }
@@ -770,6 +819,28 @@ impl Running {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    #[test]
+    fn search_finds_texts_newest_first_case_insensitively_with_the_matching_line() {
+        let bob = ConversationId::Direct(UserId::from_bytes([1; 16]));
+        let room = ConversationId::Room(spider_protocol::ids::RoomId::from_bytes([2; 16]));
+        let id = |b: u8| MessageId::from_bytes([b; 16]);
+        let texts = vec![
+            (bob, id(1), "Lunch at noon?".to_owned()),
+            (room, id(2), "deploy done\nlunch moved to one".to_owned()),
+            (bob, id(3), "see you".to_owned()),
+        ];
+        let hits = search(&texts, "LUNCH");
+        assert_eq!(
+            hits.iter().map(|h| h.message).collect::<Vec<_>>(),
+            vec![id(2), id(1)]
+        );
+        assert_eq!(hits[0].conversation, room);
+        assert_eq!(hits[0].excerpt, "lunch moved to one");
+        assert_eq!(hits[1].excerpt, "Lunch at noon?");
+        assert!(search(&texts, "dinner").is_empty());
+        assert!(search(&texts, "").is_empty());
+    }
 
     use spider_relay::config::Config;
 
