@@ -20,7 +20,7 @@ use spider_crypto::keys::{
 use spider_crypto::sender_key::{
     DistributionId, OwnSenderKey, SenderKeyRecord, SenderKeyStore, StateDecodeError,
 };
-use spider_crypto::session::Session;
+use spider_crypto::session::SessionRecord;
 use spider_crypto::store::{
     DeviceAddress as CryptoAddress, IdentityChange, IdentityStore, PreKeyStore, SessionStore,
 };
@@ -509,14 +509,17 @@ impl<S: ProfileStore> PreKeyStore for Profile<S> {
 }
 
 impl<S: ProfileStore> SessionStore for Profile<S> {
-    fn load_session(&self, address: &CryptoAddress) -> Result<Option<Session>, CryptoStoreError> {
+    fn load_session(
+        &self,
+        address: &CryptoAddress,
+    ) -> Result<Option<SessionRecord>, CryptoStoreError> {
         match self
             .ks
             .get_bytes(&addr_key(P_SESSION, address))
             .map_err(backend)?
         {
             None => Ok(None),
-            Some(b) => Session::from_bytes(&b)
+            Some(b) => SessionRecord::from_bytes(&b)
                 .map(Some)
                 .map_err(|_| CryptoStoreError::Corrupt),
         }
@@ -524,7 +527,7 @@ impl<S: ProfileStore> SessionStore for Profile<S> {
     fn store_session(
         &mut self,
         address: &CryptoAddress,
-        session: &Session,
+        session: &SessionRecord,
     ) -> Result<(), CryptoStoreError> {
         self.ks
             .put_bytes(
@@ -702,7 +705,10 @@ impl<S: ProfileStore> PreKeyStore for SplitProfile<'_, S> {
 }
 
 impl<S: ProfileStore> SessionStore for SplitProfile<'_, S> {
-    fn load_session(&self, address: &CryptoAddress) -> Result<Option<Session>, CryptoStoreError> {
+    fn load_session(
+        &self,
+        address: &CryptoAddress,
+    ) -> Result<Option<SessionRecord>, CryptoStoreError> {
         self.cell
             .try_borrow()
             .map_err(|_| busy())?
@@ -711,7 +717,7 @@ impl<S: ProfileStore> SessionStore for SplitProfile<'_, S> {
     fn store_session(
         &mut self,
         address: &CryptoAddress,
-        session: &Session,
+        session: &SessionRecord,
     ) -> Result<(), CryptoStoreError> {
         self.cell
             .try_borrow_mut()

@@ -63,6 +63,9 @@ pub mod message_type {
     /// Serialized session state in the client keystore (never on the wire, but
     /// typed all the same so a stored blob cannot be mistaken for a message).
     pub const SESSION_STATE: u8 = 0x20;
+    /// Serialized session record (the current session and the previous ones
+    /// kept for one remote device) in the client keystore.
+    pub const SESSION_RECORD: u8 = 0x21;
 }
 
 /// All signature labels, for the distinctness test and for documentation.
@@ -128,6 +131,7 @@ mod tests {
             SENDER_KEY_MESSAGE,
             SENDER_KEY_DISTRIBUTION,
             SESSION_STATE,
+            SESSION_RECORD,
         ];
         for (i, a) in all.iter().enumerate() {
             for b in &all[i + 1..] {

@@ -67,6 +67,7 @@ pub fn identity_public_key(data: &[u8]) {
 /// [`Session::from_bytes`] (local keystore data, still worth fuzzing).
 pub fn session_state(data: &[u8]) {
     let _ = Session::from_bytes(data);
+    let _ = crate::session::SessionRecord::from_bytes(data);
 }
 
 /// The keystore records of private prekeys

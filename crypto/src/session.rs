@@ -7,6 +7,10 @@
 //! no session whose [`Session::base_key`] matches, [`Session::accept`]; every
 //! other message goes to [`Session::decrypt`] of the existing session. Both
 //! take the time `now` (unix seconds) and an RNG; nothing here reads a clock.
+//!
+//! Several sessions per remote device are kept in a [`SessionRecord`] (the
+//! current one and a few previous ones), and [`decrypt_from`] routes each
+//! message among them, as libsignal does.
 
 use core::fmt;
 
@@ -322,12 +326,215 @@ impl Session {
 }
 
 // ---------------------------------------------------------------------------
+// Several sessions per remote device
+
+/// Most previous sessions a [`SessionRecord`] keeps besides the current one.
+///
+/// Why keep any: when two devices start a session with each other at the same
+/// moment, or a peer starts afresh while our messages are in flight, messages
+/// of the session just replaced are still on their way; libsignal keeps up to
+/// 40 "archived states" per device for this. Why only 8: each kept session
+/// still holds receiving chain keys (forward secrecy of messages not yet
+/// received ends only when it is dropped), every message is tried against
+/// each of them, and the whole record is re-encrypted into the keystore on
+/// every message. Eight covers a simultaneous start (two sessions) with room
+/// for several reinstalls in flight at once. SECURITY.md records the choice.
+pub const MAX_PREVIOUS_SESSIONS: usize = 8;
+
+/// Largest serialized record accepted by [`SessionRecord::from_bytes`].
+pub const MAX_SESSION_RECORD_LEN: usize =
+    3 + (1 + MAX_PREVIOUS_SESSIONS) * (4 + MAX_SESSION_STATE_LEN);
+
+/// The sessions kept for one remote device: the current one, used to send,
+/// and up to [`MAX_PREVIOUS_SESSIONS`] previous ones, newest first, which
+/// still receive (Signal's `SessionRecord` with its archived states).
+///
+/// A message is tried against the current session, then the previous ones;
+/// the session that decrypts it becomes current, so both devices converge on
+/// the session that last received a message. Wiped on drop (each session is).
+#[derive(Clone)]
+pub struct SessionRecord {
+    current: Session,
+    previous: Vec<Session>,
+}
+
+impl fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("current", &self.current)
+            .field("previous", &self.previous.len())
+            .finish()
+    }
+}
+
+impl SessionRecord {
+    /// A record holding only `session`.
+    #[must_use]
+    pub fn new(session: Session) -> Self {
+        Self {
+            current: session,
+            previous: Vec::new(),
+        }
+    }
+
+    /// The current session (the one [`encrypt_to`] uses).
+    #[must_use]
+    pub fn current(&self) -> &Session {
+        &self.current
+    }
+
+    /// The current session, mutably.
+    pub fn current_mut(&mut self) -> &mut Session {
+        &mut self.current
+    }
+
+    /// The previous sessions, newest first.
+    #[must_use]
+    pub fn previous(&self) -> &[Session] {
+        &self.previous
+    }
+
+    /// Makes `session` current; the old current one becomes the newest
+    /// previous session and the oldest beyond [`MAX_PREVIOUS_SESSIONS`] is
+    /// dropped (and wiped).
+    pub fn promote(&mut self, session: Session) {
+        let old = core::mem::replace(&mut self.current, session);
+        self.previous.insert(0, old);
+        self.previous.truncate(MAX_PREVIOUS_SESSIONS);
+    }
+
+    /// Index 0 is the current session, `i + 1` the previous session `i`.
+    fn get(&self, index: usize) -> Option<&Session> {
+        match index {
+            0 => Some(&self.current),
+            i => self.previous.get(i - 1),
+        }
+    }
+
+    fn len(&self) -> usize {
+        1 + self.previous.len()
+    }
+
+    /// Decrypts with the session at `index` (see [`Self::get`]) and on success
+    /// makes it current. On error the record is unchanged.
+    fn decrypt_with<R: CryptoRng + ?Sized>(
+        &mut self,
+        index: usize,
+        rng: &mut R,
+        message: &Message,
+        now: u64,
+    ) -> Result<Vec<u8>, DecryptError> {
+        if index == 0 {
+            return self.current.decrypt(rng, message, now);
+        }
+        let slot = self
+            .previous
+            .get_mut(index - 1)
+            .ok_or(DecryptError::WrongSession)?;
+        let plaintext = slot.decrypt(rng, message, now)?;
+        let session = self.previous.remove(index - 1);
+        self.promote(session);
+        Ok(plaintext)
+    }
+
+    /// Decrypts a ratchet message with the first session (current, then
+    /// previous, newest first) that accepts it, and makes that one current.
+    /// Every failed try leaves its session untouched; if none decrypts, the
+    /// record is unchanged and the current session's error is returned.
+    ///
+    /// # Errors
+    /// [`DecryptError`].
+    pub fn decrypt<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        message: &Message,
+        now: u64,
+    ) -> Result<Vec<u8>, DecryptError> {
+        let first_err = match self.current.decrypt(rng, message, now) {
+            Ok(plaintext) => return Ok(plaintext),
+            Err(e) => e,
+        };
+        for index in 1..self.len() {
+            if let Ok(plaintext) = self.decrypt_with(index, rng, message, now) {
+                return Ok(plaintext);
+            }
+        }
+        Err(first_err)
+    }
+
+    /// The responder session created by the first message with this base key,
+    /// if it is still kept.
+    fn responder_session_for(&self, base_key: &[u8; 32]) -> Option<usize> {
+        (0..self.len()).find(|&i| {
+            self.get(i)
+                .is_some_and(|s| !s.state.initiator && s.base_key() == base_key)
+        })
+    }
+
+    /// Serializes the record for the keystore:
+    ///
+    /// | offset | length | field                                                   |
+    /// |-------:|-------:|---------------------------------------------------------|
+    /// | 0      | 1      | version = `0x01`                                        |
+    /// | 1      | 1      | type = `0x21` (`message_type::SESSION_RECORD`)          |
+    /// | 2      | 1      | number of sessions `k`, 1 ..= 1 + [`MAX_PREVIOUS_SESSIONS`] |
+    /// | 3      | ..     | `k` times: length (u32, big-endian) and [`Session::to_bytes`]; current first, then previous newest first |
+    ///
+    /// The result holds secrets and is wiped when dropped; encrypt it at rest.
+    #[must_use]
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(vec![WIRE_VERSION, message_type::SESSION_RECORD]);
+        // At most 1 + MAX_PREVIOUS_SESSIONS sessions (promote truncates).
+        out.push(u8::try_from(self.len()).unwrap_or(u8::MAX));
+        for session in core::iter::once(&self.current).chain(&self.previous) {
+            let bytes = session.to_bytes();
+            // A session is at most MAX_SESSION_STATE_LEN bytes, far below 4 GiB.
+            out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_be_bytes());
+            out.extend_from_slice(&bytes);
+        }
+        out
+    }
+
+    /// Restores a record from [`SessionRecord::to_bytes`]. A lone session
+    /// ([`Session::to_bytes`], as stored before records existed) is read as a
+    /// record with no previous sessions.
+    ///
+    /// # Errors
+    /// [`DecodeError`] for a wrong version or type, too many sessions, or
+    /// corrupt state.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.get(1) == Some(&message_type::SESSION_STATE) {
+            return Session::from_bytes(bytes).map(Self::new);
+        }
+        let mut r = crate::wire::open(bytes, message_type::SESSION_RECORD, MAX_SESSION_RECORD_LEN)?;
+        let count = usize::from(r.u8()?);
+        if count == 0 || count > 1 + MAX_PREVIOUS_SESSIONS {
+            return Err(DecodeError::CorruptState);
+        }
+        let mut sessions = Vec::with_capacity(count);
+        for _ in 0..count {
+            let len = usize::try_from(r.u32()?).map_err(|_| DecodeError::CorruptState)?;
+            sessions.push(Session::from_bytes(r.bytes(len)?)?);
+        }
+        r.finish()?;
+        let mut sessions = sessions.into_iter();
+        let current = sessions.next().ok_or(DecodeError::CorruptState)?;
+        Ok(Self {
+            current,
+            previous: sessions.collect(),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Driving sessions through the stores
 
-/// Starts a session with `address` from a verified bundle and stores it,
-/// after checking the bundle's identity against the identity store (trust on
-/// first use: a changed identity is refused until the application accepts it
-/// with [`IdentityStore::save_identity`]).
+/// Starts a session with `address` from a verified bundle and stores it as
+/// the current session (a session already held becomes a previous one, so
+/// that replies to it still decrypt), after checking the bundle's identity
+/// against the identity store (trust on first use: a changed identity is
+/// refused until the application accepts it with
+/// [`IdentityStore::save_identity`]).
 ///
 /// # Errors
 /// [`StartError`].
@@ -348,13 +555,20 @@ where
         return Err(StartError::UntrustedIdentity);
     }
     let session = Session::initiate(rng, identities.identity_key_pair(), bundle)?;
-    sessions.store_session(address, &session)?;
+    let record = match sessions.load_session(address)? {
+        Some(mut record) => {
+            record.promote(session);
+            record
+        }
+        None => SessionRecord::new(session),
+    };
+    sessions.store_session(address, &record)?;
     identities.save_identity(address, remote)?;
     Ok(())
 }
 
-/// Encrypts for `address` with the stored session and stores the advanced
-/// session.
+/// Encrypts for `address` with the current session and stores the advanced
+/// record.
 ///
 /// # Errors
 /// [`SendError`].
@@ -363,21 +577,31 @@ pub fn encrypt_to<S: SessionStore + ?Sized>(
     address: &DeviceAddress,
     plaintext: &[u8],
 ) -> Result<Message, SendError> {
-    let mut session = sessions
+    let mut record = sessions
         .load_session(address)?
         .ok_or(SendError::NoSession)?;
-    let message = session.encrypt(plaintext)?;
-    sessions.store_session(address, &session)?;
+    let message = record.current_mut().encrypt(plaintext)?;
+    sessions.store_session(address, &record)?;
     Ok(message)
 }
 
-/// Decrypts a message from `address`, routing it: a ratchet message, or a
-/// repeat of the first message that created the stored session, goes to the
-/// stored session; any other first message goes to [`Session::accept`] and
-/// its session replaces the stored one (the peer started afresh, for example
-/// after a reinstall), except when both devices initiated at once: then both
-/// keep the handshake with the lower base key. The sender's identity is checked against the identity
-/// store before anything is consumed. Nothing is stored on error.
+/// Decrypts a message from `address`, routing it (libsignal's
+/// `message_decrypt`):
+///
+/// - a ratchet message is tried against the current session, then the
+///   previous ones ([`SessionRecord::decrypt`]);
+/// - a first message whose base key names a responder session still in the
+///   record (the initiator repeats it until we reply) decrypts through that
+///   session, so a repeat is never refused as a replay, and a true replay is
+///   refused by that session's ratchet as a duplicate;
+/// - any other first message goes to [`Session::accept`] and its session
+///   becomes current, even when one exists (the peer started afresh, or both
+///   devices started at once); the replaced session is kept as a previous one.
+///
+/// Whichever session decrypts becomes current, so both devices converge on the
+/// session that last received a message. The sender's identity is checked
+/// against the identity store before anything is consumed. Nothing is stored
+/// on error.
 ///
 /// # Errors
 /// [`ReceiveError`].
@@ -401,22 +625,20 @@ where
     let existing = sessions.load_session(address)?;
     match message {
         Message::Ratchet(_) => {
-            let mut session = existing.ok_or(ReceiveError::NoSession)?;
-            let plaintext = session.decrypt(rng, message, now)?;
-            sessions.store_session(address, &session)?;
+            let mut record = existing.ok_or(ReceiveError::NoSession)?;
+            let plaintext = record.decrypt(rng, message, now)?;
+            sessions.store_session(address, &record)?;
             Ok(plaintext)
         }
         Message::PreKey(first) => {
             if !identities.is_trusted(address, first.sender())? {
                 return Err(ReceiveError::UntrustedIdentity);
             }
-            if let Some(session) = &existing
-                && !session.state.initiator
-                && session.base_key() == first.base_key()
+            if let Some(mut record) = existing.clone()
+                && let Some(index) = record.responder_session_for(first.base_key())
             {
-                let mut session = session.clone();
-                let plaintext = session.decrypt(rng, message, now)?;
-                sessions.store_session(address, &session)?;
+                let plaintext = record.decrypt_with(index, rng, message, now)?;
+                sessions.store_session(address, &record)?;
                 return Ok(plaintext);
             }
             let (session, plaintext) = Session::accept(
@@ -427,16 +649,14 @@ where
                 first,
                 now,
             )?;
-            // Simultaneous initiation: both devices started a session and
-            // neither has a reply yet. Both keep the handshake with the lower
-            // base key, so they end on the same session; the other
-            // handshake's first message is still read.
-            let keep_ours = existing
-                .as_ref()
-                .is_some_and(|ours| ours.awaiting_reply() && ours.base_key() < first.base_key());
-            if !keep_ours {
-                sessions.store_session(address, &session)?;
-            }
+            let record = match existing {
+                Some(mut record) => {
+                    record.promote(session);
+                    record
+                }
+                None => SessionRecord::new(session),
+            };
+            sessions.store_session(address, &record)?;
             identities.save_identity(address, first.sender())?;
             Ok(plaintext)
         }

@@ -13,7 +13,7 @@ use crate::keys::{
     IdentityKeyPair, IdentityPublicKey, KemPreKeyPair, OneTimePreKeyPair, PreKeyId,
     SignedPreKeyPair,
 };
-use crate::session::Session;
+use crate::session::SessionRecord;
 
 /// How long a replaced signed prekey stays usable (30 days), so that first
 /// messages already in flight (waiting in an offline mailbox) still decrypt.
@@ -145,21 +145,21 @@ pub trait PreKeyStore {
     fn remove_one_time_prekey(&mut self, id: PreKeyId) -> Result<(), StoreError>;
 }
 
-/// Sessions by remote device.
+/// Session records (current and previous sessions) by remote device.
 pub trait SessionStore {
-    /// The session with `address`, if any.
+    /// The session record of `address`, if any.
     ///
     /// # Errors
     /// Backend failure.
-    fn load_session(&self, address: &DeviceAddress) -> Result<Option<Session>, StoreError>;
-    /// Stores (replaces) the session with `address`.
+    fn load_session(&self, address: &DeviceAddress) -> Result<Option<SessionRecord>, StoreError>;
+    /// Stores (replaces) the session record of `address`.
     ///
     /// # Errors
     /// Backend failure.
     fn store_session(
         &mut self,
         address: &DeviceAddress,
-        session: &Session,
+        session: &SessionRecord,
     ) -> Result<(), StoreError>;
 }
 
@@ -314,7 +314,7 @@ impl PreKeyStore for InMemPreKeyStore {
 /// In-memory [`SessionStore`].
 #[derive(Debug, Default)]
 pub struct InMemSessionStore {
-    sessions: HashMap<DeviceAddress, Session>,
+    sessions: HashMap<DeviceAddress, SessionRecord>,
 }
 
 impl InMemSessionStore {
@@ -326,13 +326,13 @@ impl InMemSessionStore {
 }
 
 impl SessionStore for InMemSessionStore {
-    fn load_session(&self, address: &DeviceAddress) -> Result<Option<Session>, StoreError> {
+    fn load_session(&self, address: &DeviceAddress) -> Result<Option<SessionRecord>, StoreError> {
         Ok(self.sessions.get(address).cloned())
     }
     fn store_session(
         &mut self,
         address: &DeviceAddress,
-        session: &Session,
+        session: &SessionRecord,
     ) -> Result<(), StoreError> {
         self.sessions.insert(address.clone(), session.clone());
         Ok(())

@@ -46,6 +46,18 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Reads exactly `n` bytes (borrowed).
+    #[cfg(feature = "sessions")]
+    pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let short = DecodeError::TooShort {
+            len: self.bytes.len(),
+        };
+        let end = self.pos.checked_add(n).ok_or(short)?;
+        let slice = self.bytes.get(self.pos..end).ok_or(short)?;
+        self.pos = end;
+        Ok(slice)
+    }
+
     #[cfg(feature = "sessions")]
     /// The rest of the input.
     pub(crate) fn rest(&mut self) -> &'a [u8] {

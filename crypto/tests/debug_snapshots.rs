@@ -18,7 +18,7 @@ use spider_crypto::keys::{
 use spider_crypto::sender_key::{
     DistributionId, InMemSenderKeyStore, OwnSenderKey, SenderKeyRecord, SenderKeyStore,
 };
-use spider_crypto::session::{Message, Session};
+use spider_crypto::session::{Message, Session, SessionRecord};
 use spider_crypto::store::{
     DeviceAddress, IdentityStore, InMemIdentityStore, InMemPreKeyStore, InMemSessionStore,
     PreKeyStore, SessionStore,
@@ -100,7 +100,9 @@ fn sessions_and_key_stores_debug_prints_no_secret() {
     identities.save_identity(&address, alice.public()).unwrap();
     assert_debug_snapshot!("in_mem_identity_store", identities);
     let mut sessions = InMemSessionStore::new();
-    sessions.store_session(&address, &b).unwrap();
+    sessions
+        .store_session(&address, &SessionRecord::new(b.clone()))
+        .unwrap();
     assert_debug_snapshot!("in_mem_session_store", sessions);
 }
 

@@ -17,12 +17,12 @@
 //! of N + 12 characters.
 //!
 //! The two users of a pair would otherwise start their sessions at the same moment (each sends
-//! its first message before the other's arrives). spider-crypto settles that race by keeping the
-//! handshake with the lower base key, but a *second* first-message of the discarded handshake,
-//! sent before its sender saw the other one, is then refused as a replay and lost (seen: 1 of
-//! 211 messages, 2 pairs flat out). So the odd user of each pair holds its messages until the
-//! first one from its peer has arrived: sessions are set up one way, and the run measures
-//! messaging, not that race (which is reported as a bug, not worked around in the SDK).
+//! its first message before the other's arrives). spider-crypto used to settle that race by
+//! keeping the handshake with the lower base key, and a *second* first-message of the discarded
+//! handshake was then refused as a replay and lost (seen: 1 of 211 messages, 2 pairs flat out);
+//! it now keeps previous sessions per device (`SessionRecord`), which fixes that. The odd user of
+//! each pair still holds its messages until the first one from its peer has arrived: sessions are
+//! set up one way, and the run measures messaging, not that race.
 //!
 //! Each client's link is read by one task and written by another; the engine runs in a third,
 //! which takes frames, commands and timers in turn, so reading never waits for the engine's crypto

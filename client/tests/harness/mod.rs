@@ -92,6 +92,9 @@ pub struct FakeRelay {
     /// A malicious relay: also store room messages for these accounts,
     /// members or not.
     pub leak_room_to: Vec<UserId>,
+    /// A slow network: store envelopes without pushing them to online
+    /// devices; they arrive from the mailbox at the next connection.
+    pub hold_pushes: bool,
 }
 
 fn err(req: Option<RequestId>, code: ErrorCode, detail: ErrorDetail) -> ServerFrame {
@@ -117,6 +120,7 @@ impl FakeRelay {
             fetches: 0,
             now: 1_700_000_000_000,
             leak_room_to: Vec::new(),
+            hold_pushes: false,
         }
     }
 
@@ -221,6 +225,9 @@ impl FakeRelay {
         let seq = d.next_seq;
         d.next_seq += 1;
         d.mailbox.insert(seq, envelope.clone());
+        if self.hold_pushes {
+            return;
+        }
         let online: Vec<usize> = self
             .conns
             .iter()
