@@ -415,6 +415,10 @@ pub struct Engine<S: ProfileStore> {
     ping_every_ms: u64,
     last_activity_ms: u64,
     next_nonce: u64,
+    /// The last outbox entry's `created_ms`: entries get strictly increasing
+    /// stamps, because the outbox is reloaded in stamp order on every login
+    /// and two messages written in the same millisecond must keep their order.
+    last_outbox_ms: u64,
 }
 
 impl<S: ProfileStore> fmt::Debug for Engine<S> {
@@ -449,7 +453,24 @@ impl<S: ProfileStore> Engine<S> {
             ping_every_ms: 20_000,
             last_activity_ms: 0,
             next_nonce: 1,
+            last_outbox_ms: 0,
         }
+    }
+
+    /// A creation stamp for a new outbox entry: `now`, or one more than the
+    /// last stamp (this run's, or the newest entry already in the outbox).
+    fn outbox_stamp(&mut self, now: u64) -> Result<u64, ClientError> {
+        if self.last_outbox_ms == 0 {
+            self.last_outbox_ms = self
+                .profile
+                .outbox()?
+                .iter()
+                .map(|e| e.created_ms)
+                .max()
+                .unwrap_or(0);
+        }
+        self.last_outbox_ms = now.max(self.last_outbox_ms.saturating_add(1));
+        Ok(self.last_outbox_ms)
     }
 
     /// The profile (history, contacts, rooms...).
@@ -1213,7 +1234,7 @@ impl<S: ProfileStore> Engine<S> {
             target,
             content: bytes.to_vec(),
             visible,
-            created_ms: now,
+            created_ms: self.outbox_stamp(now)?,
         };
         self.profile.save_outbox(&entry)?;
         if visible {
@@ -1755,7 +1776,7 @@ impl<S: ProfileStore> Engine<S> {
                 target: Target::User(u),
                 content: content.encode()?.to_vec(),
                 visible: false,
-                created_ms: now,
+                created_ms: self.outbox_stamp(now)?,
             };
             self.jobs.insert(
                 cid,

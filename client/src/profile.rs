@@ -443,7 +443,8 @@ impl<S: ProfileStore> Profile<S> {
         self.put(&key(P_ROOM, &[room.room.as_bytes()]), room)
     }
 
-    /// Every outbox entry, in message-id order.
+    /// Every outbox entry, in creation order (`created_ms`, which the engine
+    /// makes strictly increasing).
     ///
     /// # Errors
     /// Keystore failure.

@@ -144,6 +144,27 @@ fn sender_offline_messages_wait_in_the_outbox() {
     assert!(w.clients[a].engine().profile().outbox().unwrap().is_empty());
 }
 
+#[test]
+fn messages_written_offline_in_the_same_millisecond_keep_their_order() {
+    let mut w = World::new();
+    let a = w.add("alice");
+    let b = w.add("bob");
+    let bob = w.user("bob");
+    w.send_text(a, bob, "hello");
+    w.drive();
+    w.disconnect(a);
+    // The harness's clock stands still: every entry is written at one `now`.
+    let want: Vec<String> = (0..12).map(|i| format!("offline {i}")).collect();
+    for t in &want {
+        w.send_text(a, bob, t);
+    }
+    w.drive();
+    w.connect(a);
+    w.drive();
+    assert_eq!(w.texts(b)[1..], want[..]);
+    assert!(w.clients[a].engine().profile().outbox().unwrap().is_empty());
+}
+
 fn lost_sent(relay_dedup: bool) {
     let mut w = World::new();
     w.relay.dedup = relay_dedup;
@@ -574,8 +595,6 @@ fn simultaneous_first_messages_all_arrive_exactly_once() {
     for c in [a, b] {
         w.disconnect(c);
     }
-    // (One each: the outbox does not keep the order of several messages
-    // written while offline, a separate issue.)
     w.send_text(a, bob, "a4");
     w.send_text(b, alice, "b4");
     for c in [a, b] {
