@@ -550,18 +550,16 @@ struct Names {
 impl Names {
     fn load(profile: &Profile<SledStore>) -> anyhow::Result<Self> {
         let mut display = HashMap::new();
+        let mut users = HashMap::new();
         for c in profile.contacts()? {
             if let Some(n) = profile.display_name_of(&c.user)? {
                 display.insert(c.user, n);
             }
+            users.insert(c.user, c.username.as_str().to_owned());
         }
         Ok(Self {
             display,
-            users: profile
-                .contacts()?
-                .into_iter()
-                .map(|c| (c.user, c.username.as_str().to_owned()))
-                .collect(),
+            users,
             rooms: profile
                 .rooms()?
                 .into_iter()

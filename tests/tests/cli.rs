@@ -5,51 +5,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
-use std::time::Duration;
+use std::path::Path;
 
 use common::TestRelay;
-use tokio::process::Command;
-
-/// `target/debug/spider` (the `spider` package's binary), built first.
-fn spider_binary() -> PathBuf {
-    common::built_binary("spider", "spider")
-}
-
-async fn run(bin: &Path, args: &[&str], passphrase: Option<&str>) -> Output {
-    let mut c = Command::new(bin);
-    c.args(args)
-        .kill_on_drop(true)
-        .env_remove("SPIDER_PASSPHRASE");
-    if let Some(p) = passphrase {
-        c.env("SPIDER_PASSPHRASE", p);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(120), c.output())
-        .await
-        .expect("spider did not finish")
-        .unwrap();
-    eprintln!(
-        "$ spider {}\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-async fn ok(bin: &Path, args: &[&str], passphrase: Option<&str>) -> String {
-    let out = run(bin, args, passphrase).await;
-    assert!(out.status.success(), "spider {args:?} failed");
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn json_lines(s: &str) -> Vec<serde_json::Value> {
-    s.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use common::cli::{json_lines, ok_as as ok, run_as as run, spider_binary};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_send_recv_json_between_two_profiles() {

@@ -6,29 +6,26 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
-/// `target/debug/spider`, built first (cargo builds only the test's own
-/// crate graph; the binary belongs to the `spider` package).
+/// `target/debug/spider` (the `spider` package's binary), built first.
 pub fn spider_binary() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "-q", "-p", "spider", "--bin", "spider"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "building spider failed");
-    // The test runs as target/debug/deps/NAME-HASH.
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    dir.join(format!("spider{}", std::env::consts::EXE_SUFFIX))
+    super::built_binary("spider", "spider")
 }
 
-/// Runs `spider ARGS` (no passphrase in the environment) and echoes what
-/// it printed.
+/// Runs `spider ARGS` with no passphrase in the environment.
 pub async fn run(bin: &Path, args: &[&str]) -> Output {
+    run_as(bin, args, None).await
+}
+
+/// Runs `spider ARGS` with `SPIDER_PASSPHRASE` set to `passphrase` (or
+/// removed) and echoes what it printed.
+pub async fn run_as(bin: &Path, args: &[&str], passphrase: Option<&str>) -> Output {
     let mut c = Command::new(bin);
     c.args(args)
         .kill_on_drop(true)
         .env_remove("SPIDER_PASSPHRASE");
+    if let Some(p) = passphrase {
+        c.env("SPIDER_PASSPHRASE", p);
+    }
     let out = tokio::time::timeout(Duration::from_secs(120), c.output())
         .await
         .expect("spider did not finish")
@@ -44,7 +41,12 @@ pub async fn run(bin: &Path, args: &[&str]) -> Output {
 
 /// Runs `spider ARGS`, which must succeed; returns its stdout.
 pub async fn ok(bin: &Path, args: &[&str]) -> String {
-    let out = run(bin, args).await;
+    ok_as(bin, args, None).await
+}
+
+/// [`ok`] with `SPIDER_PASSPHRASE` as in [`run_as`].
+pub async fn ok_as(bin: &Path, args: &[&str], passphrase: Option<&str>) -> String {
+    let out = run_as(bin, args, passphrase).await;
     assert!(out.status.success(), "spider {args:?} failed");
     String::from_utf8(out.stdout).unwrap()
 }
