@@ -292,26 +292,10 @@ async fn send_loop<S: EnvelopeSender>(
     let mut seq: u64 = 0;
     // Each turn sends one envelope; the loop ends at the deadline (or on a broken connection).
     loop {
-        let sent_ns = if let Some(schedule) = &schedule {
-            let at = ctx.start + schedule.intended(seq);
-            if at >= ctx.deadline {
-                break;
-            }
-            // Behind schedule, this returns at once and the sender catches up; the stamp keeps
-            // the intended time, so the delay counts in the latency.
-            tokio::time::sleep_until(at.into()).await;
-            ctx.clock.ns_at(at)
-        } else {
-            if Instant::now() >= ctx.deadline {
-                break;
-            }
-            if let Some(window) = &window {
-                match tokio::time::timeout_at(ctx.deadline.into(), window.acquire()).await {
-                    Ok(Ok(slot)) => slot.forget(), // given back by the receiver on arrival
-                    _ => break,
-                }
-            }
-            ctx.clock.now_ns()
+        let pacing = (schedule.as_ref(), window.as_deref());
+        let Some(sent_ns) = super::pace(pacing, seq, &ctx.clock, ctx.start, ctx.deadline).await
+        else {
+            break;
         };
         let stamp = Stamp {
             from,

@@ -9,9 +9,11 @@ pub mod room;
 pub mod storm;
 
 use crate::accounting::Counts;
+use crate::envelope::RunClock;
 use crate::latency::Latency;
 use crate::net::SourceAddrs;
 use crate::progress::Progress;
+use crate::schedule::OpenLoop;
 use crate::target::{Target, UserId};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
@@ -143,6 +145,38 @@ impl ErrorLog {
 
 /// A connected client's two halves.
 pub type Conn<T> = (<T as Target>::Sender, <T as Target>::Receiver);
+
+/// Waits until the next message of a send loop may leave; returns its stamp (ns on `clock`), or
+/// `None` once the run is over. At a fixed rate (`schedule`) it sleeps until message `seq`'s
+/// intended time and stamps that time: behind schedule it returns at once and the sender catches
+/// up, and the delay counts in the latency (coordinated omission corrected). Flat out it takes a
+/// slot of `window`, which whoever sees the message arrive (or refused) gives back.
+pub(crate) async fn pace(
+    (schedule, window): (Option<&OpenLoop>, Option<&Semaphore>),
+    seq: u64,
+    clock: &RunClock,
+    start: Instant,
+    deadline: Instant,
+) -> Option<u64> {
+    if let Some(schedule) = schedule {
+        let at = start + schedule.intended(seq);
+        if at >= deadline {
+            return None;
+        }
+        tokio::time::sleep_until(at.into()).await;
+        return Some(clock.ns_at(at));
+    }
+    if Instant::now() >= deadline {
+        return None;
+    }
+    if let Some(window) = window {
+        match tokio::time::timeout_at(deadline.into(), window.acquire()).await {
+            Ok(Ok(slot)) => slot.forget(),
+            _ => return None,
+        }
+    }
+    Some(clock.now_ns())
+}
 
 /// Connects `users` (at most `connect_concurrency` set-ups at once, each bounded by the connect
 /// timeout). Returns one slot per user, `None` where the connection failed.
