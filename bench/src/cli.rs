@@ -133,9 +133,10 @@ pub struct Common {
     /// --e2e the plaintext (as text, 12 characters longer).
     #[arg(long, global = true, default_value_t = 256)]
     pub payload_size: usize,
-    /// Spider targets, `direct` and `connections`: real end-to-end encryption through the
-    /// spider-client SDK's Engine (registration with one-time prekeys, PQXDH, Double Ratchet,
-    /// an encrypted in-memory profile per client), instead of opaque random payloads.
+    /// Spider targets, every scenario: real end-to-end encryption through the spider-client
+    /// SDK's Engine (registration with one-time prekeys, PQXDH, Double Ratchet, Sender Keys in
+    /// rooms, an encrypted in-memory profile per client; in `reconnect-storm` the SDK's own
+    /// reconnect and outbox), instead of opaque random payloads.
     #[arg(long, global = true)]
     pub e2e: bool,
     /// Seed of the payload bytes: the same seed sends the same bytes on the same schedule.

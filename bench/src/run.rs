@@ -18,7 +18,7 @@ use crate::target::mqtt::MqttTarget;
 use crate::target::node_ws::NodeWsTarget;
 use crate::target::spider::SpiderTarget;
 use crate::target::spider_e2e::{MAX_E2E_PAYLOAD, SpiderE2eTarget};
-use crate::target::{Target, TargetKind, spider};
+use crate::target::{RoomSender, Target, TargetKind, spider};
 use crate::worker;
 use anyhow::{Context as _, bail};
 use std::io::Write as _;
@@ -122,16 +122,6 @@ fn check(cli: &Cli) -> anyhow::Result<Checked> {
     if c.e2e {
         if !spider::is_spider(kind) {
             bail!("--e2e drives Spider's client SDK: spider-quic or spider-ws only");
-        }
-        if !matches!(
-            cli.scenario,
-            Scenario::Direct { .. } | Scenario::Connections { .. }
-        ) {
-            bail!(
-                "--e2e is available for `direct` and `connections`; `{}` runs opaque payloads \
-                 (the relay's work is the same either way)",
-                cli.scenario.name()
-            );
         }
         if c.payload_size > MAX_E2E_PAYLOAD {
             bail!("--payload-size with --e2e is at most {MAX_E2E_PAYLOAD} (the text limit)");
@@ -256,33 +246,42 @@ async fn run_target(
                     &c.relay_name,
                     plan.run_id,
                 )?;
-                return run_on(Arc::new(target), cli, plan, progress).await;
+                return run_spider_on(Arc::new(target), cli, plan, progress).await;
             }
-            let target = Arc::new(SpiderTarget::new(
-                checked.kind,
-                checked.addr,
-                ca,
-                &c.relay_name,
-                plan.run_id,
-            )?);
-            match cli.scenario {
-                Scenario::Room {
-                    members,
-                    senders,
-                    rooms,
-                    rate,
-                    window,
-                } => {
-                    let spec = RoomSpec {
-                        rooms,
-                        members,
-                        senders,
-                    };
-                    scenario::room::run(target, plan, spec, rate_mode(rate, window), progress).await
-                }
-                _ => run_on(target, cli, plan, progress).await,
-            }
+            let target =
+                SpiderTarget::new(checked.kind, checked.addr, ca, &c.relay_name, plan.run_id)?;
+            run_spider_on(Arc::new(target), cli, plan, progress).await
         }
+    }
+}
+
+/// Runs a scenario on a Spider target (opaque or `--e2e`): rooms, or what every target runs.
+async fn run_spider_on<T>(
+    target: Arc<T>,
+    cli: &Cli,
+    plan: &Plan,
+    progress: Arc<Progress>,
+) -> anyhow::Result<WorkerOutput>
+where
+    T: Target,
+    T::Sender: RoomSender,
+{
+    match cli.scenario {
+        Scenario::Room {
+            members,
+            senders,
+            rooms,
+            rate,
+            window,
+        } => {
+            let spec = RoomSpec {
+                rooms,
+                members,
+                senders,
+            };
+            scenario::room::run(target, plan, spec, rate_mode(rate, window), progress).await
+        }
+        _ => run_on(target, cli, plan, progress).await,
     }
 }
 
@@ -316,23 +315,23 @@ async fn run_storm(
     };
     let data = std::env::temp_dir().join(format!("spider-load-storm-{:016x}", plan.run_id));
     let relay = RelayProcess::start(&bin, &data, checked.addr).await?;
-    let target = SpiderTarget::new(
+    let pairs = clients / 2;
+    let mode = RateMode::Open { rate: *rate };
+    let (kind, addr, name, run) = (
         checked.kind,
         checked.addr,
-        &relay.ca(),
         &cli.common.relay_name,
         plan.run_id,
-    )?
-    .reconnecting();
-    scenario::direct::run_with(
-        Arc::new(target),
-        plan,
-        clients / 2,
-        RateMode::Open { rate: *rate },
-        progress,
-        Some((relay, signal.clone())),
-    )
-    .await
+    );
+    if cli.common.e2e {
+        let target = SpiderE2eTarget::new(kind, addr, &relay.ca(), name, run)?.reconnecting();
+        let outages = Some((relay, signal.clone()));
+        return scenario::direct::run_with(Arc::new(target), plan, pairs, mode, progress, outages)
+            .await;
+    }
+    let target = SpiderTarget::new(kind, addr, &relay.ca(), name, run)?.reconnecting();
+    let outages = Some((relay, signal.clone()));
+    scenario::direct::run_with(Arc::new(target), plan, pairs, mode, progress, outages).await
 }
 
 async fn run_on<T: Target>(
@@ -866,21 +865,6 @@ mod tests {
                     "--ca",
                     "x",
                     "--e2e",
-                    "room",
-                    "--members",
-                    "10",
-                    "--senders",
-                    "1",
-                ][..],
-                "opaque payloads",
-            ),
-            (
-                &[
-                    "--target",
-                    "spider-quic",
-                    "--ca",
-                    "x",
-                    "--e2e",
                     "--payload-size",
                     "20000",
                     "direct",
@@ -936,6 +920,16 @@ mod tests {
             ]))
             .is_ok()
         );
+        // Every Spider scenario runs with --e2e.
+        for args in [
+            &["--ca", "x", "room", "--members", "10", "--senders", "1"][..],
+            &["reconnect-storm", "--clients", "2"][..],
+            &["--ca", "x", "connections", "--clients", "2"][..],
+        ] {
+            let mut all = vec!["--target", "spider-quic", "--e2e"];
+            all.extend_from_slice(args);
+            assert!(check(&parse(&all)).is_ok(), "{all:?}");
+        }
     }
 
     #[test]

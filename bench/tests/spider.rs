@@ -317,6 +317,58 @@ async fn room_fan_out_owes_one_delivery_per_message_and_other_member() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_with_e2e_goes_through_sender_keys_and_counts_add_up() {
+    let relay = start_relay().await;
+    for target in ["spider-quic", "spider-ws"] {
+        // SDK engines create the room and link, join through it, hand out Sender Keys and post.
+        let r = spider_load(
+            &relay,
+            target,
+            &[
+                "--e2e",
+                "--duration",
+                "1",
+                "--drain",
+                "20",
+                "room",
+                "--members",
+                "4",
+                "--senders",
+                "2",
+                "--rate",
+                "20",
+            ],
+        )
+        .await;
+        assert!(r.params.e2e);
+        assert_room_counts_add_up(&r, 4, 2);
+        assert_eq!(r.room.as_ref().unwrap().messages_sent, 20);
+        let r = spider_load(
+            &relay,
+            target,
+            &[
+                "--e2e",
+                "--duration",
+                "1",
+                "--drain",
+                "20",
+                "room",
+                "--members",
+                "3",
+                "--senders",
+                "3",
+            ],
+        )
+        .await;
+        assert_room_counts_add_up(&r, 3, 3);
+    }
+    tokio::time::timeout(Duration::from_secs(30), relay.relay.shutdown())
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_with_e2e_goes_through_the_sdk_engine_and_counts_add_up() {
     let relay = start_relay().await;
     for target in ["spider-quic", "spider-ws"] {
@@ -497,10 +549,18 @@ fn relay_binary() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_restarted_under_load_loses_nothing_it_acked() {
     let bin = relay_binary();
-    for target in ["spider-quic", "spider-ws"] {
-        let r = run_spider_load(
-            target,
-            &[
+    // Opaque clients, then SDK engines (`--e2e`) with the SDK's backoff and outbox.
+    for (target, e2e) in [
+        ("spider-quic", false),
+        ("spider-ws", false),
+        ("spider-quic", true),
+        ("spider-ws", true),
+    ] {
+        let e2e_flag: &[String] = if e2e { &["--e2e".to_owned()] } else { &[] };
+        let args: Vec<String> = e2e_flag
+            .iter()
+            .cloned()
+            .chain([
                 "--duration".into(),
                 "6".into(),
                 "--drain".into(),
@@ -512,10 +572,11 @@ async fn a_relay_restarted_under_load_loses_nothing_it_acked() {
                 "40".into(),
                 "--relay-bin".into(),
                 bin.to_str().unwrap().into(),
-            ],
-        )
-        .await;
+            ])
+            .collect();
+        let r = run_spider_load(target, &args).await;
         let c = &r.counts;
+        assert_eq!(r.params.e2e, e2e);
         assert_eq!(r.scenario, "reconnect-storm");
         assert_eq!(r.connections.established, 4, "{:?}", r.errors);
         assert_eq!(c.sent, 240, "the schedule is fixed: 40/s for 6 s");

@@ -24,29 +24,47 @@
 //! each pair still holds its messages until the first one from its peer has arrived: sessions are
 //! set up one way, and the run measures messaging, not that race.
 //!
+//! In rooms (`room --e2e`) a member creates the room and its invite link, or joins through the
+//! link, with the engine's own requests, and posts with `send_room_text`: the engine fetches the
+//! room's members, hands its Sender Key to every member over 1:1 sessions (a PQXDH start with each
+//! on its first post, again after a membership change it must rotate for), and then sends each
+//! message once, encrypted with the Sender Key, for the relay to fan out. The first post of each
+//! sender therefore waits for that distribution, and its latency shows it. Room posts are never
+//! held back.
+//!
+//! A reconnecting client (`reconnect-storm --e2e`, [`SpiderE2eTarget::reconnecting`]) does what
+//! the SDK's `Client` does when its link ends: `Engine::disconnected`, the SDK's backoff (or the
+//! relay's `Drain` delay), a new link, `Engine::connect` (a login this time), and the engine's
+//! outbox sends again every message the relay had not acknowledged, under its message id (the
+//! relay and the receiving engine drop what they already have).
+//!
 //! Each client's link is read by one task and written by another; the engine runs in a third,
 //! which takes frames, commands and timers in turn, so reading never waits for the engine's crypto
 //! or a held-back write.
 
-use super::spider::{describe, username};
+use super::spider::{ATTEMPT_TIMEOUT, describe, room_name, username};
 use super::spider_link::Dialer;
-use super::{EnvelopeReceiver, EnvelopeSender, Incoming, Target, TargetKind, UserId};
+use super::{
+    EnvelopeReceiver, EnvelopeSender, Incoming, RoomSender, RoomTicket, Target, TargetKind, UserId,
+};
 use crate::envelope::HEADER_LEN;
 use anyhow::{Context as _, anyhow, bail};
 use base64::Engine as _;
 use bytes::Bytes;
+use spider_client::client::Backoff;
 use spider_client::content::{Body, MAX_TEXT_LEN};
 use spider_client::engine::{ClientError, Engine, Event};
 use spider_client::profile::{Account, Profile, os_rng};
 use spider_client::store::MemoryStore;
 use spider_client::transport::Link;
-use spider_protocol::ids::MessageId;
+use spider_protocol::ids::{LinkToken, MessageId, RoomId};
+use spider_protocol::name::RoomName;
 use spider_protocol::{ClientFrame, ServerFrame};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// Characters of the base64 stamp at the start of a text.
@@ -54,6 +72,9 @@ const STAMP_CHARS: usize = HEADER_LEN.div_ceil(3) * 4;
 
 /// Messages a sender may queue for its engine before `send` waits.
 const SEND_QUEUE: usize = 64;
+
+/// How long a room request (create with its link, join) may wait for the relay's answer.
+const ROOM_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The largest `--payload-size` with `--e2e`: the text must fit the content limit.
 pub const MAX_E2E_PAYLOAD: usize = MAX_TEXT_LEN - (STAMP_CHARS - HEADER_LEN);
@@ -87,6 +108,7 @@ pub struct SpiderE2eTarget {
     dialer: Dialer,
     relay_name: String,
     run: u64,
+    reconnect: bool,
 }
 
 impl SpiderE2eTarget {
@@ -110,22 +132,73 @@ impl SpiderE2eTarget {
             )?,
             relay_name: relay_name.to_owned(),
             run,
+            reconnect: false,
         })
+    }
+
+    /// Clients that come back by themselves when their link ends, as the SDK's `Client` does
+    /// (`reconnect-storm`): the SDK's [`Backoff::DEFAULT`] between attempts (after a `Drain`, its
+    /// delay), each attempt bounded by [`ATTEMPT_TIMEOUT`]; the engine logs in again and its
+    /// outbox sends again what the relay had not acknowledged, under the same message ids. Their
+    /// receive halves say [`Incoming::Disconnected`] and [`Incoming::Reconnected`].
+    pub fn reconnecting(mut self) -> Self {
+        self.reconnect = true;
+        self
     }
 }
 
-/// A message for the engine.
+/// What a client's send half asks of its engine.
 #[derive(Debug)]
-struct Outgoing {
-    to: UserId,
-    seq: u64,
-    text: String,
+enum Command {
+    /// A 1:1 text carrying benchmark envelope `seq`.
+    Direct { to: UserId, seq: u64, text: String },
+    /// A text to a room, carrying benchmark envelope `seq`.
+    Post {
+        room: RoomId,
+        seq: u64,
+        text: String,
+    },
+    /// Create a room, then an invite link to it.
+    CreateRoom {
+        name: RoomName,
+        reply: oneshot::Sender<anyhow::Result<RoomTicket>>,
+    },
+    /// Join a room through its invite link; the answer is the room's epoch after the join.
+    JoinRoom {
+        link: LinkToken,
+        reply: oneshot::Sender<anyhow::Result<u64>>,
+    },
+}
+
+/// A room request of this client that the relay has not answered yet.
+#[derive(Debug)]
+enum RoomOp {
+    /// `create_room` sent; the link follows.
+    Creating(oneshot::Sender<anyhow::Result<RoomTicket>>),
+    /// The room exists; its link was asked for.
+    Linking(RoomId, oneshot::Sender<anyhow::Result<RoomTicket>>),
+    /// `join_by_link` sent.
+    Joining(oneshot::Sender<anyhow::Result<u64>>),
+}
+
+impl RoomOp {
+    fn fail(self, why: &str) {
+        match self {
+            RoomOp::Creating(reply) | RoomOp::Linking(_, reply) => {
+                let _ = reply.send(Err(anyhow!("creating a room: {why}")));
+            }
+            RoomOp::Joining(reply) => {
+                let _ = reply.send(Err(anyhow!("joining a room: {why}")));
+            }
+        }
+    }
 }
 
 /// Send half: a channel to the engine's task.
 #[derive(Debug)]
 pub struct E2eSender {
-    tx: mpsc::Sender<Outgoing>,
+    tx: mpsc::Sender<Command>,
+    run: u64,
 }
 
 /// Receive half: what the engine's task forwards.
@@ -173,8 +246,13 @@ impl Target for SpiderE2eTarget {
                 match event {
                     Event::Connected { .. } => {
                         flush(&mut engine, &mut link).await?;
+                        let redial = self.reconnect.then(|| Redial {
+                            dialer: self.dialer.clone(),
+                            source,
+                            user,
+                        });
                         // Odd users wait for their peer's first message (see the module docs).
-                        return Ok(spawn(engine, link, self.run, user % 2 == 1));
+                        return Ok(spawn(engine, link, self.run, user % 2 == 1, redial));
                     }
                     Event::Error(e) => bail!("registration: {e}"),
                     _ => {}
@@ -194,19 +272,68 @@ impl Target for SpiderE2eTarget {
     }
 }
 
-/// Starts the reader, writer and engine tasks of a registered client.
-fn spawn(engine: E2eEngine, link: Link, run: u64, hold_first: bool) -> (E2eSender, E2eReceiver) {
+/// How a reconnecting client reaches the relay again.
+#[derive(Debug, Clone)]
+struct Redial {
+    dialer: Dialer,
+    source: IpAddr,
+    user: UserId,
+}
+
+/// Starts the engine's task (with the link's reader and writer) of a registered client.
+fn spawn(
+    engine: E2eEngine,
+    link: Link,
+    run: u64,
+    hold_first: bool,
+    redial: Option<Redial>,
+) -> (E2eSender, E2eReceiver) {
     let (tx, cmds) = mpsc::channel(SEND_QUEUE);
     let (out, rx) = mpsc::unbounded_channel();
-    let (frames_tx, frames) = mpsc::unbounded_channel();
-    let (wire, wire_rx) = mpsc::unbounded_channel();
-    let (reader, writer) = split(link, frames_tx, wire_rx);
-    tokio::spawn(async move {
-        drive(engine, run, hold_first, cmds, frames, wire, out).await;
-        reader.abort();
-        writer.abort();
-    });
-    (E2eSender { tx }, E2eReceiver { rx })
+    let driver = Driver {
+        engine,
+        run,
+        seqs: HashMap::new(),
+        held: hold_first.then(Vec::new),
+        room_op: None,
+        out,
+        redial,
+        drain: None,
+        attempt: 0,
+        sending: true,
+    };
+    tokio::spawn(drive(driver, Wire::new(link), cmds));
+    (E2eSender { tx, run }, E2eReceiver { rx })
+}
+
+/// A link, as its reader and writer tasks: frames in over `frames`, frames out through `tx`.
+/// Dropping it stops both (and so closes the link).
+struct Wire {
+    frames: mpsc::UnboundedReceiver<anyhow::Result<ServerFrame>>,
+    tx: mpsc::UnboundedSender<ClientFrame>,
+    reader: JoinHandle<()>,
+    writer: JoinHandle<()>,
+}
+
+impl Drop for Wire {
+    fn drop(&mut self) {
+        self.reader.abort();
+        self.writer.abort();
+    }
+}
+
+impl Wire {
+    fn new(link: Link) -> Self {
+        let (frames_tx, frames) = mpsc::unbounded_channel();
+        let (tx, wire_rx) = mpsc::unbounded_channel();
+        let (reader, writer) = split(link, frames_tx, wire_rx);
+        Self {
+            frames,
+            tx,
+            reader,
+            writer,
+        }
+    }
 }
 
 /// The link's reader and writer tasks: frames in over `frames`, frames out from `wire`.
@@ -305,99 +432,334 @@ fn split(
 }
 
 /// The engine's task: frames, commands and timers in turn; after each, the engine's frames go to
-/// the writer and its events to the receive half. Ends when the link ends or the receive half is
-/// dropped.
-#[allow(clippy::too_many_arguments)]
-async fn drive(
-    mut engine: E2eEngine,
-    run: u64,
-    hold_first: bool,
-    mut cmds: mpsc::Receiver<Outgoing>,
-    mut frames: mpsc::UnboundedReceiver<anyhow::Result<ServerFrame>>,
-    wire: mpsc::UnboundedSender<ClientFrame>,
-    out: mpsc::UnboundedSender<anyhow::Result<Incoming>>,
-) {
-    // Which benchmark envelope each of this client's messages is.
-    let mut seqs: HashMap<MessageId, u64> = HashMap::new();
-    let mut sending = true;
-    // Messages held until the first one from the peer arrived (odd users only).
-    let mut held: Option<Vec<Outgoing>> = hold_first.then(Vec::new);
-    // One input per turn; ends when the link or the run ends for this client.
+/// the writer and its events to the receive half. Ends when the receive half is dropped, or when
+/// the link ends and the client does not reconnect.
+async fn drive(mut d: Driver, mut wire: Wire, mut cmds: mpsc::Receiver<Command>) {
+    // One input per turn.
     loop {
-        // Frames out and events up, until neither is left (handling an event can queue frames).
+        let lost = match d.pump(&wire) {
+            Err(e) => e,
+            Ok(()) if d.drain.is_some() => anyhow!("the relay is draining"),
+            Ok(()) => match d.turn(&mut wire, &mut cmds).await {
+                Turn::Go => continue,
+                Turn::Stop => return,
+                Turn::Lost(e) => e,
+            },
+        };
+        if d.redial.is_none() {
+            let _ = d.out.send(Err(lost));
+            return;
+        }
+        drop(wire);
+        wire = match d.reconnect(&mut cmds).await {
+            Some(w) => w,
+            None => return,
+        };
+    }
+}
+
+/// What one turn of the engine's task came to.
+enum Turn {
+    /// Go on.
+    Go,
+    /// The run is over for this client (its receive half is gone).
+    Stop,
+    /// The link ended.
+    Lost(anyhow::Error),
+}
+
+/// The state of one client's engine task.
+struct Driver {
+    engine: E2eEngine,
+    run: u64,
+    /// Which benchmark envelope each of this client's messages is.
+    seqs: HashMap<MessageId, u64>,
+    /// 1:1 messages held until the first one from the peer arrived (odd users only).
+    held: Option<Vec<(UserId, u64, String)>>,
+    room_op: Option<RoomOp>,
+    out: mpsc::UnboundedSender<anyhow::Result<Incoming>>,
+    /// Set for a reconnecting client.
+    redial: Option<Redial>,
+    /// The relay said `Drain`: reconnect after this delay.
+    drain: Option<Duration>,
+    /// Failed reconnect attempts since the last successful login.
+    attempt: u32,
+    /// The send half is still there.
+    sending: bool,
+}
+
+impl Driver {
+    /// Frames out and events up, until neither is left (handling an event can queue frames).
+    fn pump(&mut self, wire: &Wire) -> anyhow::Result<()> {
         loop {
             let mut idle = true;
-            while let Some(f) = engine.poll_transmit() {
+            while let Some(f) = self.engine.poll_transmit() {
                 idle = false;
-                if wire.send(f).is_err() {
-                    let _ = out.send(Err(anyhow!("the link's writer stopped")));
-                    return;
+                if wire.tx.send(f).is_err() {
+                    return Err(anyhow!("the link's writer stopped"));
                 }
             }
-            while let Some(event) = engine.poll_event() {
+            while let Some(event) = self.engine.poll_event() {
                 idle = false;
-                if matches!(event, Event::MessageReceived { .. })
-                    && let Some(waiting) = held.take()
-                {
-                    for o in waiting {
-                        submit(&mut engine, run, o, &mut seqs, &out);
-                    }
-                }
-                if let Some(incoming) = translate(event, &mut seqs) {
-                    let _ = out.send(incoming);
-                }
+                self.event(event);
             }
             if idle {
-                break;
+                return Ok(());
             }
         }
-        let wake = engine
+    }
+
+    /// Waits for one frame, command or timer, and hands it to the engine.
+    async fn turn(&mut self, wire: &mut Wire, cmds: &mut mpsc::Receiver<Command>) -> Turn {
+        let wake = self
+            .engine
             .poll_timeout()
             .map_or(Duration::from_secs(3600), |t| {
                 Duration::from_millis(t.saturating_sub(now_ms()))
             });
         tokio::select! {
-            frame = frames.recv() => match frame {
-                Some(Ok(f)) => engine.handle_frame(f, now_ms()),
-                Some(Err(e)) => {
-                    let _ = out.send(Err(e));
-                    return;
+            frame = wire.frames.recv() => match frame {
+                Some(Ok(f)) => {
+                    self.engine.handle_frame(f, now_ms());
+                    Turn::Go
                 }
-                None => return,
+                Some(Err(e)) => Turn::Lost(e),
+                None => Turn::Lost(anyhow!("the relay closed the connection")),
             },
-            cmd = cmds.recv(), if sending => match (cmd, held.as_mut()) {
-                (Some(o), Some(waiting)) => waiting.push(o),
-                (Some(o), None) => submit(&mut engine, run, o, &mut seqs, &out),
-                (None, _) => sending = false,
-            },
-            () = tokio::time::sleep(wake) => engine.handle_timeout(now_ms()),
-            () = out.closed() => return,
+            cmd = cmds.recv(), if self.sending => {
+                match cmd {
+                    Some(c) => self.command(c),
+                    None => self.sending = false,
+                }
+                Turn::Go
+            }
+            () = tokio::time::sleep(wake) => {
+                self.engine.handle_timeout(now_ms());
+                Turn::Go
+            }
+            () = self.out.closed() => Turn::Stop,
         }
     }
-}
 
-/// Hands one message to the engine (its outbox sends it when the messages before it are stored).
-fn submit(
-    engine: &mut E2eEngine,
-    run: u64,
-    o: Outgoing,
-    seqs: &mut HashMap<MessageId, u64>,
-    out: &mpsc::UnboundedSender<anyhow::Result<Incoming>>,
-) {
-    let sent = username(run, o.to).and_then(|name| {
-        engine
-            .send_text(name, &o.text, now_ms())
-            .map_err(|e| anyhow!("{e}"))
-    });
-    match sent {
-        Ok(id) => {
-            seqs.insert(id, o.seq);
+    /// The link is gone: waits (the SDK's backoff, or the relay's drain delay) and dials again
+    /// until a link is up; commands meanwhile go to the engine's outbox. `None` once the run is
+    /// over for this client.
+    async fn reconnect(&mut self, cmds: &mut mpsc::Receiver<Command>) -> Option<Wire> {
+        let redial = self.redial.clone()?;
+        if !self.engine.is_ready() {
+            // Lost before the login finished: back off further.
+            self.attempt = self.attempt.saturating_add(1);
         }
-        Err(e) => {
-            let _ = out.send(Ok(Incoming::Refused {
-                seq: o.seq,
-                why: format!("{e:#}"),
-            }));
+        self.engine.disconnected(now_ms());
+        if let Some(op) = self.room_op.take() {
+            op.fail("the connection was lost");
+        }
+        self.pump_offline();
+        let mut delay = self.drain.take().unwrap_or_else(|| self.backoff(&redial));
+        // One attempt per turn, until a link is up.
+        loop {
+            let until = tokio::time::Instant::now() + delay;
+            // One command per turn, until the delay is over.
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(until) => break,
+                    cmd = cmds.recv(), if self.sending => {
+                        match cmd {
+                            Some(c) => self.command(c),
+                            None => self.sending = false,
+                        }
+                        self.pump_offline();
+                    }
+                    () = self.out.closed() => return None,
+                }
+            }
+            let dialed = tokio::select! {
+                d = tokio::time::timeout(ATTEMPT_TIMEOUT, redial.dialer.connect(redial.source)) => d,
+                () = self.out.closed() => return None,
+            };
+            if let Ok(Ok((link, exporter))) = dialed {
+                self.engine.connect(exporter, now_ms());
+                return Some(Wire::new(link));
+            }
+            self.attempt = self.attempt.saturating_add(1);
+            delay = self.backoff(&redial);
+        }
+    }
+
+    /// The SDK's reconnect delay for the current attempt, jittered per client and attempt.
+    fn backoff(&self, redial: &Redial) -> Duration {
+        let mixed = (u64::from(redial.user) << 32 | u64::from(self.attempt))
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let jitter = u32::try_from(mixed >> 32).unwrap_or(0);
+        Backoff::DEFAULT.delay(self.attempt, jitter)
+    }
+
+    /// Events up while there is no link (frames queued meanwhile are for no connection: the
+    /// engine starts afresh on `connect`).
+    fn pump_offline(&mut self) {
+        while self.engine.poll_transmit().is_some() {}
+        while let Some(event) = self.engine.poll_event() {
+            self.event(event);
+        }
+    }
+
+    /// Hands one command to the engine.
+    fn command(&mut self, cmd: Command) {
+        let now = now_ms();
+        match cmd {
+            Command::Direct { to, seq, text } => match self.held.as_mut() {
+                Some(waiting) => waiting.push((to, seq, text)),
+                None => self.submit_direct(to, seq, &text),
+            },
+            Command::Post { room, seq, text } => {
+                let sent = self
+                    .engine
+                    .send_room_text(room, &text, now)
+                    .map_err(|e| anyhow!("{e}"));
+                self.submitted(seq, sent);
+            }
+            Command::CreateRoom { name, reply } => {
+                if self.room_op.is_some() {
+                    let _ = reply.send(Err(anyhow!("another room request is pending")));
+                } else {
+                    match self.engine.create_room(name, now) {
+                        Ok(()) => self.room_op = Some(RoomOp::Creating(reply)),
+                        Err(e) => {
+                            let _ = reply.send(Err(anyhow!("creating a room: {e}")));
+                        }
+                    }
+                }
+            }
+            Command::JoinRoom { link, reply } => {
+                if self.room_op.is_some() {
+                    let _ = reply.send(Err(anyhow!("another room request is pending")));
+                } else {
+                    match self.engine.join_by_link(link) {
+                        Ok(()) => self.room_op = Some(RoomOp::Joining(reply)),
+                        Err(e) => {
+                            let _ = reply.send(Err(anyhow!("joining a room: {e}")));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands one 1:1 message to the engine (its outbox sends it when the messages before it are
+    /// stored).
+    fn submit_direct(&mut self, to: UserId, seq: u64, text: &str) {
+        let sent = username(self.run, to).and_then(|name| {
+            self.engine
+                .send_text(name, text, now_ms())
+                .map_err(|e| anyhow!("{e}"))
+        });
+        self.submitted(seq, sent);
+    }
+
+    /// Remembers which envelope a message is, or reports it refused.
+    fn submitted(&mut self, seq: u64, sent: anyhow::Result<MessageId>) {
+        match sent {
+            Ok(id) => {
+                self.seqs.insert(id, seq);
+            }
+            Err(e) => {
+                let _ = self.out.send(Ok(Incoming::Refused {
+                    seq,
+                    why: format!("{e:#}"),
+                }));
+            }
+        }
+    }
+
+    /// What one engine event means here.
+    fn event(&mut self, event: Event) {
+        match &event {
+            Event::MessageReceived { .. } => {
+                if let Some(waiting) = self.held.take() {
+                    for (to, seq, text) in waiting {
+                        self.submit_direct(to, seq, &text);
+                    }
+                }
+            }
+            // The change of this client's own pending request (its create or join): the relay
+            // answers it instead of storing it for this member, and the room scenario counts
+            // only the changes other members' joins make. Joins of one room are made one after
+            // another, so no one else's change reaches this member while its request is open.
+            Event::RoomChanged { .. } if self.room_op.is_some() => return,
+            Event::RoomRequestDone { .. } | Event::LinkCreated { .. } => {
+                self.room_answer(event);
+                return;
+            }
+            Event::Drain { reconnect_after_ms } if self.redial.is_some() => {
+                self.drain = Some(Duration::from_millis(u64::from(*reconnect_after_ms)));
+                return;
+            }
+            Event::Connected { .. } if self.redial.is_some() => {
+                self.attempt = 0;
+                let _ = self.out.send(Ok(Incoming::Reconnected));
+                return;
+            }
+            Event::Disconnected if self.redial.is_some() => {
+                let _ = self.out.send(Ok(Incoming::Disconnected));
+                return;
+            }
+            _ => {}
+        }
+        if let Some(incoming) = translate(event, &mut self.seqs) {
+            let _ = self.out.send(incoming);
+        }
+    }
+
+    /// The relay answered a room request of this client (create, link, join).
+    fn room_answer(&mut self, event: Event) {
+        let now = now_ms();
+        match (self.room_op.take(), event) {
+            (
+                Some(RoomOp::Creating(reply)),
+                Event::RoomRequestDone {
+                    room: Some(room),
+                    result: Ok(()),
+                    ..
+                },
+            ) => match self.engine.create_link(room, None, None, now) {
+                Ok(()) => self.room_op = Some(RoomOp::Linking(room, reply)),
+                Err(e) => {
+                    let _ = reply.send(Err(anyhow!("making an invite link: {e}")));
+                }
+            },
+            (Some(RoomOp::Linking(id, reply)), Event::LinkCreated { room, token })
+                if room == id =>
+            {
+                let ticket = self.epoch_of(id).map(|epoch| RoomTicket {
+                    id: *id.as_bytes(),
+                    link: *token.as_bytes(),
+                    epoch,
+                });
+                let _ = reply.send(ticket);
+            }
+            (
+                Some(RoomOp::Joining(reply)),
+                Event::RoomRequestDone {
+                    room: Some(room),
+                    result: Ok(()),
+                    ..
+                },
+            ) => {
+                let _ = reply.send(self.epoch_of(room));
+            }
+            (Some(op), Event::RoomRequestDone { result: Err(e), .. }) => op.fail(&e.to_string()),
+            // Not an answer to the open request (the link's own `RoomRequestDone` after
+            // `LinkCreated`).
+            (op, _) => self.room_op = op,
+        }
+    }
+
+    /// The room's epoch as this client's profile has it.
+    fn epoch_of(&self, room: RoomId) -> anyhow::Result<u64> {
+        match self.engine.profile().room(&room) {
+            Ok(Some(state)) => Ok(state.epoch),
+            Ok(None) => Err(anyhow!("the room is not in the profile")),
+            Err(e) => Err(anyhow!("profile: {e}")),
         }
     }
 }
@@ -427,15 +789,71 @@ fn translate(event: Event, seqs: &mut HashMap<MessageId, u64>) -> Option<anyhow:
         },
         Event::Error(e) => Some(Ok(Incoming::Error(e.to_string()))),
         Event::Drain { .. } => Some(Err(anyhow!("the relay is draining"))),
+        // A membership change of one of this client's rooms (another member's join, while a
+        // room fills up).
+        Event::RoomChanged { .. } => Some(Ok(Incoming::RoomChanged)),
         _ => None,
+    }
+}
+
+impl E2eSender {
+    /// Sends a room request to the engine's task and waits for its answer.
+    async fn ask<T>(
+        &mut self,
+        what: &str,
+        make: impl FnOnce(oneshot::Sender<anyhow::Result<T>>) -> Command,
+    ) -> anyhow::Result<T> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| anyhow!("{what}: connection closed"))?;
+        match tokio::time::timeout(ROOM_REQUEST_TIMEOUT, answer).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => bail!("{what}: connection closed"),
+            Err(_) => bail!("{what}: no answer in {ROOM_REQUEST_TIMEOUT:?}"),
+        }
     }
 }
 
 impl EnvelopeSender for E2eSender {
     async fn send(&mut self, to: UserId, seq: u64, payload: Bytes) -> anyhow::Result<()> {
         self.tx
-            .send(Outgoing {
+            .send(Command::Direct {
                 to,
+                seq,
+                text: text_of(&payload),
+            })
+            .await
+            .map_err(|_| anyhow!("connection closed"))
+    }
+}
+
+impl RoomSender for E2eSender {
+    async fn create_room(&mut self, name: &str) -> anyhow::Result<RoomTicket> {
+        let name = room_name(self.run, name)?;
+        self.ask("creating a room", |reply| Command::CreateRoom {
+            name,
+            reply,
+        })
+        .await
+    }
+
+    async fn join_room(&mut self, room: &RoomTicket) -> anyhow::Result<u64> {
+        let link = LinkToken::from_bytes(room.link);
+        self.ask("joining a room", |reply| Command::JoinRoom { link, reply })
+            .await
+    }
+
+    async fn send_room(
+        &mut self,
+        room: &RoomTicket,
+        seq: u64,
+        payload: Bytes,
+    ) -> anyhow::Result<()> {
+        self.tx
+            .send(Command::Post {
+                room: RoomId::from_bytes(room.id),
                 seq,
                 text: text_of(&payload),
             })
@@ -502,6 +920,11 @@ mod tests {
             "{refused:?}"
         );
         assert!(translate(Event::CaughtUp, &mut seqs).is_none());
+        let room = RoomId::from_bytes([2; 16]);
+        assert!(matches!(
+            translate(Event::RoomChanged { room }, &mut seqs),
+            Some(Ok(Incoming::RoomChanged))
+        ));
         assert!(matches!(
             translate(Event::Error(ClientError::UnknownRoom), &mut seqs),
             Some(Ok(Incoming::Error(_)))
