@@ -22,7 +22,7 @@ use crate::listener::{quic, ws};
 use crate::ratelimit::RateLimits;
 use crate::router::{LocalRouter, Router};
 use crate::shutdown::Shutdown;
-use crate::store::{SledStore, Store};
+use crate::store::{GroupCommit, SledStore, Store};
 use crate::tls;
 
 /// State every connection shares.
@@ -41,13 +41,16 @@ pub(crate) struct Shared {
     pub(crate) room_locks: Vec<std::sync::Mutex<()>>,
     /// Bytes of blob uploads in progress, per account.
     pub(crate) blob_reservations: crate::blobs::Reservations,
+    /// Flushes shared by the requests that wait for one at the same time.
+    pub(crate) commit: GroupCommit,
 }
 
 impl Shared {
-    /// Makes every earlier write durable, timing it for the metrics.
+    /// Makes every earlier write durable (one flush serves every request waiting at the same
+    /// time: [`GroupCommit`]), timing the wait for the metrics.
     pub(crate) async fn flush(&self) -> Result<(), crate::store::StoreError> {
         let start = std::time::Instant::now();
-        let r = self.store.flush().await;
+        let r = self.commit.flush(|| self.store.flush()).await;
         crate::metrics::flush_took(start);
         r
     }
@@ -143,6 +146,7 @@ pub async fn start_with_store(
         next_conn: AtomicU64::new(1),
         room_locks: crate::rooms::new_locks(),
         blob_reservations: Default::default(),
+        commit: GroupCommit::default(),
     });
     let mut house = Shutdown::new(shutdown_rx.clone());
     tokio::spawn(async move {

@@ -29,9 +29,11 @@ use spider_protocol::keys::{
 use spider_protocol::message::{Envelope, Role};
 use spider_protocol::name::{RoomName, Username};
 
+mod group_commit;
 mod mem;
 mod sled;
 
+pub use self::group_commit::GroupCommit;
 pub use self::mem::MemStore;
 pub use self::sled::SledStore;
 
