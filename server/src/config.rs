@@ -192,11 +192,16 @@ pub struct Limits {
     pub ip_requests_per_second: u32,
     /// Frames one IP address may send in a burst. 2000.
     pub ip_request_burst: u32,
-    /// Prekey fetches per minute per requesting account. 60: each fetch
+    /// Prekey fetches per minute per requesting account. 600: each fetch
     /// consumes the target's one-time prekeys, so draining them is the
-    /// attack; starting sessions with a whole contact list is the use.
+    /// attack (a drained device falls back to its last-resort keys, and
+    /// refills when told it runs low); starting sessions with every member
+    /// of a room on its first message is the use.
     pub prekey_fetches_per_minute: u32,
-    /// Prekey fetches in a burst. 30.
+    /// Prekey fetches in a burst. 1100: the first message in a full room
+    /// (`max_room_members`, 1024) fetches one bundle per member device it
+    /// has no session with; fewer refused that message with
+    /// `PREKEY_FETCH_LIMITED` (60 and 30 did, from 31 members up).
     pub prekey_fetch_burst: u32,
     /// Registrations per hour per IP address. 20: a household or an office
     /// behind one address can sign up; a script cannot claim names in bulk.
@@ -278,8 +283,8 @@ impl Default for Limits {
             account_request_burst: 200,
             ip_requests_per_second: 1000,
             ip_request_burst: 2000,
-            prekey_fetches_per_minute: 60,
-            prekey_fetch_burst: 30,
+            prekey_fetches_per_minute: 600,
+            prekey_fetch_burst: 1100,
             registrations_per_hour: 20,
             registration_burst: 5,
             max_connections_per_ip: 256,
