@@ -296,6 +296,7 @@ fn spawn(
         seqs: HashMap::new(),
         held: hold_first.then(Vec::new),
         room_op: None,
+        epochs: HashMap::new(),
         out,
         redial,
         drain: None,
@@ -477,6 +478,8 @@ struct Driver {
     /// 1:1 messages held until the first one from the peer arrived (odd users only).
     held: Option<Vec<(UserId, u64, String)>>,
     room_op: Option<RoomOp>,
+    /// Per room, the epoch up to which its changes were reported.
+    epochs: HashMap<RoomId, u64>,
     out: mpsc::UnboundedSender<anyhow::Result<Incoming>>,
     /// Set for a reconnecting client.
     redial: Option<Redial>,
@@ -686,6 +689,21 @@ impl Driver {
             // only the changes other members' joins make. Joins of one room are made one after
             // another, so no one else's change reaches this member while its request is open.
             Event::RoomChanged { .. } if self.room_op.is_some() => return,
+            // The engine says `RoomChanged` for a change envelope and again for the room it
+            // reads afresh after someone joined, in either order: what the scenario counts is
+            // changes, so one `Incoming::RoomChanged` per epoch the room moved on since this
+            // member's own request (each join is one epoch).
+            Event::RoomChanged { room } => {
+                let room = *room;
+                if let Ok(now) = self.epoch_of(room) {
+                    let seen = self.epochs.entry(room).or_insert(now);
+                    for _ in *seen..now {
+                        let _ = self.out.send(Ok(Incoming::RoomChanged));
+                    }
+                    *seen = (*seen).max(now);
+                }
+                return;
+            }
             Event::RoomRequestDone { .. } | Event::LinkCreated { .. } => {
                 self.room_answer(event);
                 return;
@@ -730,10 +748,13 @@ impl Driver {
             (Some(RoomOp::Linking(id, reply)), Event::LinkCreated { room, token })
                 if room == id =>
             {
-                let ticket = self.epoch_of(id).map(|epoch| RoomTicket {
-                    id: *id.as_bytes(),
-                    link: *token.as_bytes(),
-                    epoch,
+                let ticket = self.epoch_of(id).map(|epoch| {
+                    self.epochs.insert(id, epoch);
+                    RoomTicket {
+                        id: *id.as_bytes(),
+                        link: *token.as_bytes(),
+                        epoch,
+                    }
                 });
                 let _ = reply.send(ticket);
             }
@@ -745,7 +766,11 @@ impl Driver {
                     ..
                 },
             ) => {
-                let _ = reply.send(self.epoch_of(room));
+                let epoch = self.epoch_of(room);
+                if let Ok(e) = &epoch {
+                    self.epochs.insert(room, *e);
+                }
+                let _ = reply.send(epoch);
             }
             (Some(op), Event::RoomRequestDone { result: Err(e), .. }) => op.fail(&e.to_string()),
             // Not an answer to the open request (the link's own `RoomRequestDone` after
@@ -790,7 +815,7 @@ fn translate(event: Event, seqs: &mut HashMap<MessageId, u64>) -> Option<anyhow:
         Event::Error(e) => Some(Ok(Incoming::Error(e.to_string()))),
         Event::Drain { .. } => Some(Err(anyhow!("the relay is draining"))),
         // A membership change of one of this client's rooms (another member's join, while a
-        // room fills up).
+        // room fills up); the engine's task counts them by epoch instead.
         Event::RoomChanged { .. } => Some(Ok(Incoming::RoomChanged)),
         _ => None,
     }
