@@ -498,3 +498,67 @@ async fn concurrent_senders_during_reconnects_give_no_gap_no_duplicate() {
     assert!(sessions >= 2);
     std::sync::Arc::into_inner(relay).unwrap().stop().await;
 }
+
+#[tokio::test]
+async fn a_sender_with_requests_always_waiting_still_gets_its_mail_between_them() {
+    // Alice pipelines requests (each waits for its flush), so her connection always has one
+    // waiting; Bob's message to her must not wait until she stops sending. The relay used to
+    // take requests before pushes every time: the Deliver came after her last Sent.
+    const PIPELINED: usize = 300;
+    let relay = start_relay_with(|c| {
+        c.limits.requests_per_second = 1_000_000;
+        c.limits.request_burst = 1_000_000;
+        c.limits.account_requests_per_second = 1_000_000;
+        c.limits.account_request_burst = 1_000_000;
+        c.limits.ip_requests_per_second = 1_000_000;
+        c.limits.ip_request_burst = 1_000_000;
+    })
+    .await;
+    let (alice, mut a) = register(&relay, Transport::Quic, "alice").await;
+    let (_bob, mut b) = register(&relay, Transport::Ws, "bob").await;
+    // Carol is offline: her mail only waits in her mailbox.
+    let (carol, c) = register(&relay, Transport::Quic, "carol").await;
+    c.close().await;
+    let mut ids = Vec::new();
+    for _ in 0..PIPELINED {
+        let id = MessageId::from_bytes(random::<16>());
+        ids.push(id);
+        let req = a.req();
+        a.send(direct(req, id, carol.user, &[(carol.device, b"to carol")]))
+            .await;
+    }
+    let from_bob = mid(7);
+    let req = b.req();
+    b.send(direct(
+        req,
+        from_bob,
+        alice.user,
+        &[(alice.device, b"hi alice")],
+    ))
+    .await;
+    expect_sent(&mut b, from_bob).await;
+    // Alice's frames in order: her Sents, and somewhere among them Bob's Deliver.
+    let mut sents_before = None;
+    let mut sents = 0;
+    while sents < PIPELINED || sents_before.is_none() {
+        match a.expect().await {
+            ServerFrame::Sent(s) => {
+                assert_eq!(s.message_id, ids[sents], "Sents in request order");
+                sents += 1;
+            }
+            ServerFrame::Deliver(d) => {
+                assert_eq!(d.envelope.message_id, from_bob);
+                sents_before = Some(sents);
+            }
+            f => panic!("unexpected {f:?}"),
+        }
+    }
+    let before = sents_before.unwrap();
+    assert!(
+        before < PIPELINED,
+        "Bob's message waited for all {PIPELINED} of Alice's requests"
+    );
+    a.close().await;
+    b.close().await;
+    relay.stop().await;
+}
