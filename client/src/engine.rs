@@ -1518,13 +1518,13 @@ impl<S: ProfileStore> Engine<S> {
             .copied()
             .filter(|d| !(contact.user == me.0 && *d == me.1))
             .collect();
-        // With no other device of our own we still send the (empty) copy
-        // list: if a device was added meanwhile, the relay's
-        // MISMATCHED_DEVICES tells us, and the new device gets its copy.
-        if devices.is_empty() && contact.user != me.0 {
-            self.set_leg(id, leg, LegState::Done);
-            return Ok(());
-        }
+        // With no known device (no other device of our own, or a contact
+        // whose list was emptied, say by a prekey reply without the device)
+        // we still send the (empty) copy list: the relay checks the copies
+        // against the recipient's devices, and its MISMATCHED_DEVICES makes
+        // us look them up and send again (once). Marking the leg done here
+        // instead sent the message to no one: for a room's Sender Key, every
+        // message of ours after it was undecryptable for that member.
         let have = self.profile.session_devices(&contact.user)?;
         let missing: Vec<DeviceId> = devices
             .iter()

@@ -300,6 +300,44 @@ fn room_messages_reach_all_three_members() {
 }
 
 #[test]
+fn a_member_whose_devices_we_forgot_still_gets_our_sender_key() {
+    // Alice's contact record for Bob lists no device (a prekey reply without the device empties
+    // it). Her first room message must still reach Bob: the Sender Key's 1:1 leg to him used to
+    // finish at once, sending nothing, and Bob could not read her room messages.
+    let mut w = World::new();
+    let (a, b, c, room) = room_of_three(&mut w);
+    let bob = w.user("bob");
+    w.disconnect(a);
+    let engine = w.clients[a].engine.take().unwrap();
+    let mut profile = engine.into_profile();
+    let mut contact = profile.contact(&bob).unwrap().expect("alice knows bob");
+    assert!(!contact.devices.is_empty());
+    contact.devices.clear();
+    profile.save_contact(&contact).unwrap();
+    w.clients[a].engine = Some(spider_client::engine::Engine::new(
+        profile,
+        harness::rng(200),
+    ));
+    w.connect(a);
+    w.drive();
+    w.send_room(a, room, "after forgetting");
+    w.drive();
+    assert_eq!(w.texts(b), ["after forgetting"]);
+    assert_eq!(w.texts(c), ["after forgetting"]);
+    for i in [a, b, c] {
+        assert_eq!(w.errors(i), 0, "client {i}: {:?}", w.clients[i].events);
+    }
+    // And the lookup put Bob's device back.
+    let known = w.clients[a]
+        .engine()
+        .profile()
+        .contact(&bob)
+        .unwrap()
+        .unwrap();
+    assert!(!known.devices.is_empty());
+}
+
+#[test]
 fn kicked_member_cannot_read_new_messages() {
     let mut w = World::new();
     let (a, b, c, room) = room_of_three(&mut w);
