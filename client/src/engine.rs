@@ -26,6 +26,10 @@
 //! - **Order.** Outgoing messages are sent one at a time, in the order they
 //!   were written; incoming envelopes are handled in mailbox order and acked
 //!   cumulatively once handled and persisted.
+//! - **Limits.** A message the relay refuses with `RATE_LIMITED` or
+//!   `PREKEY_FETCH_LIMITED` is not failed: it waits the relay's
+//!   `RetryAfter` (50 ms to 60 s) at the head of the queue and is sent
+//!   again, whole ([`Engine::poll_timeout`] says when).
 //! - **Devices.** A 1:1 message goes to every device of the peer and to our
 //!   own other devices; `MISMATCHED_DEVICES` refreshes the device list and
 //!   tries again.
@@ -384,6 +388,12 @@ enum Pending {
     SendRoom {
         job: MessageId,
     },
+    /// A request of a message that was given up or started again: its
+    /// answer is not wanted, but a prekey bundle it brings still starts the
+    /// session (its one-time key is spent either way).
+    Dropped {
+        fetched: Option<DeviceId>,
+    },
     Change {
         change: RoomChange,
         retried: bool,
@@ -419,7 +429,19 @@ pub struct Engine<S: ProfileStore> {
     /// stamps, because the outbox is reloaded in stamp order on every login
     /// and two messages written in the same millisecond must keep their order.
     last_outbox_ms: u64,
+    /// The relay said "too many, wait" (`RATE_LIMITED`, `PREKEY_FETCH_LIMITED`)
+    /// about the message at the head of the queue: it is tried again, whole,
+    /// at this time, and nothing behind it goes first.
+    retry_at: Option<u64>,
 }
+
+/// The wait after a limit refusal that names none.
+const RETRY_DEFAULT_MS: u64 = 1_000;
+
+/// Bounds on a limit's wait: not a busy loop, and not longer than a relay
+/// restart's worth.
+const RETRY_MIN_MS: u64 = 50;
+const RETRY_MAX_MS: u64 = 60_000;
 
 impl<S: ProfileStore> fmt::Debug for Engine<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -454,6 +476,7 @@ impl<S: ProfileStore> Engine<S> {
             last_activity_ms: 0,
             next_nonce: 1,
             last_outbox_ms: 0,
+            retry_at: None,
         }
     }
 
@@ -528,6 +551,7 @@ impl<S: ProfileStore> Engine<S> {
         self.ack_pending = None;
         self.queue.clear();
         self.jobs.clear();
+        self.retry_at = None;
     }
 
     /// The next frame to send, if any.
@@ -558,7 +582,10 @@ impl<S: ProfileStore> Engine<S> {
     /// When [`Self::handle_timeout`] wants to be called.
     pub fn poll_timeout(&self) -> Option<u64> {
         match self.conn {
-            Conn::Ready => Some(self.last_activity_ms.saturating_add(self.ping_every_ms)),
+            Conn::Ready => {
+                let ping = self.last_activity_ms.saturating_add(self.ping_every_ms);
+                Some(self.retry_at.map_or(ping, |r| r.min(ping)))
+            }
             _ => None,
         }
     }
@@ -566,6 +593,10 @@ impl<S: ProfileStore> Engine<S> {
     /// Time passed: pings when the connection has been quiet for a third of
     /// the relay's idle timeout.
     pub fn handle_timeout(&mut self, now: u64) {
+        if matches!(self.conn, Conn::Ready) && self.retry_at.is_some_and(|t| now >= t) {
+            self.retry_at = None;
+            self.pump(now);
+        }
         if matches!(self.conn, Conn::Ready) {
             // A device that stays connected for weeks still rotates its
             // signed prekey on schedule.
@@ -681,15 +712,34 @@ impl<S: ProfileStore> Engine<S> {
                         self.resolve_name(job, info.user)?;
                         self.advance(job, now);
                     }
-                    Some(Pending::OwnLookup | Pending::NameLookup(_) | Pending::UserLookup)
+                    Some(
+                        Pending::OwnLookup
+                        | Pending::NameLookup(_)
+                        | Pending::UserLookup
+                        | Pending::Dropped { .. },
+                    )
                     | None => {}
                     Some(_) => return Err(ClientError::Protocol("mismatched reply")),
                 }
                 self.user_learned(info.user, now)
             }
             ServerFrame::PreKeyBundles(b) => {
-                let Some(Pending::Fetch { job, leg, device }) = self.pending.remove(&b.req) else {
-                    return Err(ClientError::Protocol("unexpected bundles"));
+                let (job, leg, device) = match self.pending.remove(&b.req) {
+                    Some(Pending::Fetch { job, leg, device }) => (job, leg, device),
+                    Some(Pending::Dropped {
+                        fetched: Some(device),
+                    }) => {
+                        // The message that asked is gone (given up or
+                        // started again); the session is still ours.
+                        let have = self.profile.session_devices(&b.user)?;
+                        if !have.contains(&device) {
+                            for bundle in b.bundles.iter().filter(|x| x.device == device) {
+                                self.start_session_with(b.user, bundle)?;
+                            }
+                        }
+                        return Ok(());
+                    }
+                    _ => return Err(ClientError::Protocol("unexpected bundles")),
                 };
                 if !b.bundles.iter().any(|x| x.device == device) {
                     // The device is gone: forget it, or the next attempt
@@ -744,6 +794,7 @@ impl<S: ProfileStore> Engine<S> {
                         self.advance(job, now);
                     }
                     Some(Pending::SendRoom { job }) => self.complete(job, now)?,
+                    Some(Pending::Dropped { .. }) => {}
                     _ => return Err(ClientError::Protocol("unexpected sent")),
                 }
                 Ok(())
@@ -939,6 +990,8 @@ impl<S: ProfileStore> Engine<S> {
             });
         };
         match self.pending.remove(&req) {
+            // An answer to a request of a message given up or started again.
+            Some(Pending::Dropped { .. }) => Ok(()),
             Some(Pending::Send { job, leg }) if e.code == ErrorCode::MISMATCHED_DEVICES => {
                 // The device list changed: refresh it once and retry.
                 let mut retry = false;
@@ -982,6 +1035,20 @@ impl<S: ProfileStore> Engine<S> {
                     // No epoch to re-sign against: answer rather than drop.
                     self.change_refused(change, &e);
                 }
+                Ok(())
+            }
+            Some(
+                Pending::Send { job, .. }
+                | Pending::Lookup { job, .. }
+                | Pending::Fetch { job, .. }
+                | Pending::SendRoom { job }
+                | Pending::RoomInfo { job: Some(job) },
+            ) if matches!(
+                e.code,
+                ErrorCode::RATE_LIMITED | ErrorCode::PREKEY_FETCH_LIMITED
+            ) =>
+            {
+                self.retry_later(job, &e.detail, now);
                 Ok(())
             }
             Some(
@@ -1038,6 +1105,28 @@ impl<S: ProfileStore> Engine<S> {
         })
     }
 
+    /// A limit refused part of a message: start the whole message again, at
+    /// the head of the queue, once the relay's wait is over. Copies that were
+    /// already stored go again under the same message id; the relay and the
+    /// receivers drop them as duplicates.
+    fn retry_later(&mut self, job: MessageId, detail: &ErrorDetail, now: u64) {
+        let top = self.top_of(job);
+        let Some(entry) = self.jobs.get(&top).map(|j| j.entry.clone()) else {
+            return;
+        };
+        self.drop_job_tree(top);
+        self.enqueue(entry, None);
+        self.queue.retain(|q| *q != top);
+        self.queue.push_front(top);
+        let wait = match detail {
+            ErrorDetail::RetryAfter { ms } => u64::from(*ms),
+            _ => RETRY_DEFAULT_MS,
+        }
+        .clamp(RETRY_MIN_MS, RETRY_MAX_MS);
+        let at = now.saturating_add(wait);
+        self.retry_at = Some(self.retry_at.map_or(at, |t| t.max(at)));
+    }
+
     fn top_of(&self, mut job: MessageId) -> MessageId {
         while let Some(p) = self.jobs.get(&job).and_then(|j| j.parent) {
             job = p;
@@ -1046,17 +1135,32 @@ impl<S: ProfileStore> Engine<S> {
     }
 
     fn drop_job_tree(&mut self, top: MessageId) {
+        let tree: Vec<MessageId> = self
+            .jobs
+            .iter()
+            .filter(|(id, j)| **id == top || j.parent == Some(top))
+            .map(|(id, _)| *id)
+            .collect();
         self.jobs
             .retain(|id, j| *id != top && j.parent != Some(top));
         self.queue.retain(|id| *id != top);
-        self.pending.retain(|_, p| match p {
-            Pending::Lookup { job, .. }
-            | Pending::Fetch { job, .. }
-            | Pending::Send { job, .. }
-            | Pending::SendRoom { job }
-            | Pending::RoomInfo { job: Some(job) } => *job != top,
-            _ => true,
-        });
+        // Requests in flight for the tree are answered all the same: mark
+        // them, so that their answers are dropped quietly.
+        for p in self.pending.values_mut() {
+            let fetched = match p {
+                Pending::Fetch { job, device, .. } if tree.contains(job) => Some(*device),
+                Pending::Lookup { job, .. }
+                | Pending::Send { job, .. }
+                | Pending::SendRoom { job }
+                | Pending::RoomInfo { job: Some(job) }
+                    if tree.contains(job) =>
+                {
+                    None
+                }
+                _ => continue,
+            };
+            *p = Pending::Dropped { fetched };
+        }
     }
 
     // ------------------------------------------------------------ commands
@@ -1408,7 +1512,7 @@ impl<S: ProfileStore> Engine<S> {
     /// Starts the head of the queue (one top-level message at a time, so
     /// that messages keep their order).
     fn pump(&mut self, now: u64) {
-        if !self.is_ready() {
+        if !self.is_ready() || self.retry_at.is_some_and(|t| now < t) {
             return;
         }
         if let Some(&head) = self.queue.front() {

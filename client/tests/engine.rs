@@ -433,6 +433,37 @@ fn restart_from_the_profile_keeps_sessions() {
 }
 
 #[test]
+fn a_rate_limited_message_waits_the_relays_delay_and_keeps_its_place() {
+    // The relay refuses Alice's first send with RATE_LIMITED (retry after 500 ms). The message
+    // used to fail (an error, and it waited in the outbox for the next connection while later
+    // messages went first); now it goes again after the delay, and the order holds.
+    let mut w = World::new();
+    let a = w.add("alice");
+    let b = w.add("bob");
+    let bob = w.user("bob");
+    w.relay.refuse_sends = 1;
+    w.send_text(a, bob, "one");
+    w.send_text(a, bob, "two");
+    w.drive();
+    assert!(w.texts(b).is_empty(), "nothing before the delay");
+    let wake = w.clients[a].engine().poll_timeout().unwrap();
+    assert!(wake >= w.now && wake <= w.now + 500, "wakes for the retry");
+    // Not yet: 100 ms in, the message still waits.
+    w.now += 100;
+    let now = w.now;
+    w.clients[a].engine().handle_timeout(now);
+    w.drive();
+    assert!(w.texts(b).is_empty());
+    w.now += 500;
+    let now = w.now;
+    w.clients[a].engine().handle_timeout(now);
+    w.drive();
+    assert_eq!(w.texts(b), ["one", "two"]);
+    assert_eq!(sent(&w, a), 2);
+    assert_eq!(w.errors(a) + w.errors(b), 0);
+}
+
+#[test]
 fn typing_notices_and_receipts_arrive() {
     let mut w = World::new();
     let a = w.add("alice");

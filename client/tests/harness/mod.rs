@@ -95,6 +95,9 @@ pub struct FakeRelay {
     /// A slow network: store envelopes without pushing them to online
     /// devices; they arrive from the mailbox at the next connection.
     pub hold_pushes: bool,
+    /// A rate limit: refuse the next this many `SendDirect`s with
+    /// `RATE_LIMITED`, retry after 500 ms.
+    pub refuse_sends: usize,
 }
 
 fn err(req: Option<RequestId>, code: ErrorCode, detail: ErrorDetail) -> ServerFrame {
@@ -121,6 +124,7 @@ impl FakeRelay {
             now: 1_700_000_000_000,
             leak_room_to: Vec::new(),
             hold_pushes: false,
+            refuse_sends: 0,
         }
     }
 
@@ -436,6 +440,17 @@ impl FakeRelay {
                 self.send(c, ServerFrame::UserInfo(info));
             }
             ClientFrame::SendDirect(s) => {
+                if self.refuse_sends > 0 {
+                    self.refuse_sends -= 1;
+                    return self.send(
+                        c,
+                        err(
+                            Some(s.req),
+                            ErrorCode::RATE_LIMITED,
+                            ErrorDetail::RetryAfter { ms: 500 },
+                        ),
+                    );
+                }
                 let me = me.unwrap();
                 let Some(u) = self.users.get(&s.to) else {
                     return self.send(
