@@ -266,48 +266,44 @@ fn assert_room_counts_add_up(r: &Report, members: u64, senders: u64) {
     assert_eq!(r.params.senders, Some(senders));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn room_fan_out_owes_one_delivery_per_message_and_other_member() {
+/// Two room runs over each transport, with `mode` (`[]` or `["--e2e"]`) first: 2 of 4 members
+/// at a fixed rate, then 3 of 3 flat out; every count adds up.
+async fn rooms_add_up(mode: &[&str]) {
     let relay = start_relay().await;
     for target in ["spider-quic", "spider-ws"] {
         // Open loop: 2 of 4 members post 40 messages a second in all.
-        let r = spider_load(
-            &relay,
-            target,
-            &[
-                "--duration",
-                "1",
-                "--drain",
-                "20",
-                "room",
-                "--members",
-                "4",
-                "--senders",
-                "2",
-                "--rate",
-                "40",
-            ],
-        )
-        .await;
+        let mut args = mode.to_vec();
+        args.extend([
+            "--duration",
+            "1",
+            "--drain",
+            "20",
+            "room",
+            "--members",
+            "4",
+            "--senders",
+            "2",
+            "--rate",
+            "40",
+        ]);
+        let r = spider_load(&relay, target, &args).await;
+        assert_eq!(r.params.e2e, !mode.is_empty());
         assert_room_counts_add_up(&r, 4, 2);
         assert_eq!(r.room.as_ref().unwrap().messages_sent, 40);
         // Flat out: every member posts, each keeping one message in flight to its last member.
-        let r = spider_load(
-            &relay,
-            target,
-            &[
-                "--duration",
-                "1",
-                "--drain",
-                "20",
-                "room",
-                "--members",
-                "3",
-                "--senders",
-                "3",
-            ],
-        )
-        .await;
+        let mut args = mode.to_vec();
+        args.extend([
+            "--duration",
+            "1",
+            "--drain",
+            "20",
+            "room",
+            "--members",
+            "3",
+            "--senders",
+            "3",
+        ]);
+        let r = spider_load(&relay, target, &args).await;
         assert_room_counts_add_up(&r, 3, 3);
     }
     tokio::time::timeout(Duration::from_secs(30), relay.relay.shutdown())
@@ -317,55 +313,14 @@ async fn room_fan_out_owes_one_delivery_per_message_and_other_member() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_fan_out_owes_one_delivery_per_message_and_other_member() {
+    rooms_add_up(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_with_e2e_goes_through_sender_keys_and_counts_add_up() {
-    let relay = start_relay().await;
-    for target in ["spider-quic", "spider-ws"] {
-        // SDK engines create the room and link, join through it, hand out Sender Keys and post.
-        let r = spider_load(
-            &relay,
-            target,
-            &[
-                "--e2e",
-                "--duration",
-                "1",
-                "--drain",
-                "20",
-                "room",
-                "--members",
-                "4",
-                "--senders",
-                "2",
-                "--rate",
-                "20",
-            ],
-        )
-        .await;
-        assert!(r.params.e2e);
-        assert_room_counts_add_up(&r, 4, 2);
-        assert_eq!(r.room.as_ref().unwrap().messages_sent, 20);
-        let r = spider_load(
-            &relay,
-            target,
-            &[
-                "--e2e",
-                "--duration",
-                "1",
-                "--drain",
-                "20",
-                "room",
-                "--members",
-                "3",
-                "--senders",
-                "3",
-            ],
-        )
-        .await;
-        assert_room_counts_add_up(&r, 3, 3);
-    }
-    tokio::time::timeout(Duration::from_secs(30), relay.relay.shutdown())
-        .await
-        .unwrap()
-        .unwrap();
+    // SDK engines create the room and link, join through it, hand out Sender Keys and post.
+    rooms_add_up(&["--e2e"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

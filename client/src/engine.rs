@@ -1043,23 +1043,17 @@ impl<S: ProfileStore> Engine<S> {
                 | Pending::Fetch { job, .. }
                 | Pending::SendRoom { job }
                 | Pending::RoomInfo { job: Some(job) },
-            ) if matches!(
-                e.code,
-                ErrorCode::RATE_LIMITED | ErrorCode::PREKEY_FETCH_LIMITED
-            ) =>
-            {
-                self.retry_later(job, &e.detail, now);
-                Ok(())
-            }
-            Some(
-                Pending::Send { job, .. }
-                | Pending::Lookup { job, .. }
-                | Pending::Fetch { job, .. }
-                | Pending::SendRoom { job }
-                | Pending::RoomInfo { job: Some(job) },
             ) => {
-                let _ = now;
-                self.fail(job, e.code, e.message.as_str().to_owned())
+                if matches!(
+                    e.code,
+                    ErrorCode::RATE_LIMITED | ErrorCode::PREKEY_FETCH_LIMITED
+                ) {
+                    // A limit of ours: wait and go again, not a failure.
+                    self.retry_later(job, &e.detail, now);
+                    Ok(())
+                } else {
+                    self.fail(job, e.code, e.message.as_str().to_owned())
+                }
             }
             Some(Pending::Change { change, .. }) => {
                 self.change_refused(change, &e);
