@@ -68,7 +68,7 @@ use spider_protocol::message::{
     Ack, AddDevice, ChangeRoom, DeviceCiphertext, EnvelopeBody, EphemeralCopy, EphemeralTarget,
     ErrorFrame, FetchPreKeys, GetRoom, Login, LookupUser, Ping, Pong, Presence, Register,
     RoomAction, RoomChange, RoomInfo, RoomRef, SendDirect, SendEphemeral, SendRoom,
-    SignedRoomChange, UploadPreKeys, UserRef,
+    SignedRoomChange, UploadPreKeys, UserRef, room_devices_digest,
 };
 use spider_protocol::name::{RoomName, Username};
 use spider_protocol::version;
@@ -358,6 +358,9 @@ struct Job {
     kind: JobKind,
     /// For Sender Key distributions: the room job waiting for it.
     parent: Option<MessageId>,
+    /// Room messages: times the relay refused it because our view of the
+    /// room was stale (`STALE_EPOCH`, `MISMATCHED_DEVICES`).
+    stale: u8,
 }
 
 #[derive(Debug)]
@@ -437,6 +440,10 @@ pub struct Engine<S: ProfileStore> {
 
 /// The wait after a limit refusal that names none.
 const RETRY_DEFAULT_MS: u64 = 1_000;
+/// A room message the relay refuses for a stale view of the room is read
+/// again, handed out and sent again at once this many times; after that it
+/// waits [`RETRY_DEFAULT_MS`] between rounds (the room is churning).
+const STALE_ROOM_ROUNDS: u8 = 3;
 
 /// Bounds on a limit's wait: not a busy loop, and not longer than a relay
 /// restart's worth.
@@ -1037,6 +1044,15 @@ impl<S: ProfileStore> Engine<S> {
                 }
                 Ok(())
             }
+            Some(Pending::SendRoom { job })
+                if matches!(
+                    e.code,
+                    ErrorCode::STALE_EPOCH | ErrorCode::MISMATCHED_DEVICES
+                ) =>
+            {
+                self.room_view_stale(job, &e.detail, now);
+                Ok(())
+            }
             Some(
                 Pending::Send { job, .. }
                 | Pending::Lookup { job, .. }
@@ -1119,6 +1135,25 @@ impl<S: ProfileStore> Engine<S> {
         .clamp(RETRY_MIN_MS, RETRY_MAX_MS);
         let at = now.saturating_add(wait);
         self.retry_at = Some(self.retry_at.map_or(at, |t| t.max(at)));
+    }
+
+    /// The relay refused a room message because the room's members or their
+    /// devices changed since we read it: someone would get a message we
+    /// never gave our Sender Key for. Read the room again, hand the key to
+    /// whoever lacks it, and send again under the same message id.
+    fn room_view_stale(&mut self, job: MessageId, detail: &ErrorDetail, now: u64) {
+        let Some(j) = self.jobs.get_mut(&job) else {
+            return;
+        };
+        if j.stale >= STALE_ROOM_ROUNDS {
+            // Wait a moment, then start afresh (and count afresh).
+            return self.retry_later(job, detail, now);
+        }
+        j.stale += 1;
+        if let JobKind::Room(_, phase) = &mut j.kind {
+            *phase = RoomPhase::Idle;
+        }
+        self.advance(job, now);
     }
 
     fn top_of(&self, mut job: MessageId) -> MessageId {
@@ -1496,6 +1531,7 @@ impl<S: ProfileStore> Engine<S> {
                 entry,
                 kind,
                 parent,
+                stale: 0,
             },
         );
         if parent.is_none() {
@@ -1571,7 +1607,7 @@ impl<S: ProfileStore> Engine<S> {
                     }
                     RoomPhase::Info => self.distribute(id, room, now),
                     RoomPhase::Distributing(children) if children.is_empty() => {
-                        self.send_room(id, room)
+                        self.send_room(id, room, now)
                     }
                     RoomPhase::Distributing(_) | RoomPhase::Sending => Ok(()),
                 }
@@ -1887,6 +1923,7 @@ impl<S: ProfileStore> Engine<S> {
                         refresh: false,
                     }]),
                     parent: Some(id),
+                    stale: 0,
                 },
             );
             children.push(cid);
@@ -1899,7 +1936,7 @@ impl<S: ProfileStore> Engine<S> {
             *phase = RoomPhase::Distributing(children.clone());
         }
         if children.is_empty() {
-            return self.send_room(id, room);
+            return self.send_room(id, room, now);
         }
         for c in children {
             self.advance(c, now);
@@ -1907,7 +1944,32 @@ impl<S: ProfileStore> Engine<S> {
         Ok(())
     }
 
-    fn send_room(&mut self, id: MessageId, room: RoomId) -> Result<(), ClientError> {
+    fn send_room(&mut self, id: MessageId, room: RoomId, now: u64) -> Result<(), ClientError> {
+        // What the relay checks: we handed our chain to exactly the member
+        // devices it fans out to, as of this epoch. The room may have been
+        // read again while our chain was on its way (a member joined): then
+        // someone lacks it, and we go round again.
+        let st = self.profile.room(&room)?.ok_or(ClientError::UnknownRoom)?;
+        let me = self.me()?;
+        let others: Vec<DeviceAddress> = st
+            .members
+            .iter()
+            .flat_map(|(u, devs)| {
+                devs.iter().map(|d| DeviceAddress {
+                    user: *u,
+                    device: *d,
+                })
+            })
+            .filter(|a| (a.user, a.device) != me)
+            .collect();
+        if others
+            .iter()
+            .any(|a| !st.distributed_to.contains(&(a.user, a.device)))
+        {
+            self.room_view_stale(id, &ErrorDetail::None, now);
+            return Ok(());
+        }
+        let devices = room_devices_digest(others);
         let Some(job) = self.jobs.get_mut(&id) else {
             return Ok(());
         };
@@ -1931,6 +1993,8 @@ impl<S: ProfileStore> Engine<S> {
             req,
             message_id: id,
             room,
+            epoch: st.epoch,
+            devices,
             ciphertext: BoundedBytes::new(m.to_bytes())
                 .map_err(|_| ClientError::Encrypt("ciphertext too long".into()))?,
         }));

@@ -299,6 +299,114 @@ fn room_messages_reach_all_three_members() {
     assert_eq!(got, Some(Some(room)));
 }
 
+/// Alice owns a room with Bob in it; Carol is invited and has not joined.
+fn porch(w: &mut World) -> (usize, usize, usize, spider_protocol::ids::RoomId) {
+    let a = w.add("alice");
+    let b = w.add("bob");
+    let c = w.add("carol");
+    let now = w.now;
+    w.clients[a]
+        .engine()
+        .create_room(RoomName::parse("porch").unwrap(), now)
+        .unwrap();
+    w.drive();
+    let room = *w.relay.rooms.keys().next().unwrap();
+    for name in ["bob", "carol"] {
+        let now = w.now;
+        let u = w.user(name);
+        w.clients[a].engine().invite(room, u, now).unwrap();
+        w.drive();
+    }
+    let now = w.now;
+    w.clients[b].engine().accept_invite(room, now).unwrap();
+    w.drive();
+    (a, b, c, room)
+}
+
+/// Client `i` and the relay exchange frames, nobody else moves; frames for
+/// which `hold` is true are kept back and returned.
+fn alone(w: &mut World, i: usize, hold: impl Fn(&ClientFrame) -> bool) -> Vec<ClientFrame> {
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        for f in w.outgoing(i) {
+            if hold(&f) {
+                held.push(f);
+            } else {
+                w.relay.handle(i, f);
+            }
+        }
+        let replies: Vec<_> = w.relay.out.get_mut(&i).unwrap().drain(..).collect();
+        for f in replies {
+            let now = w.now;
+            w.clients[i].engine().handle_frame(f, now);
+        }
+    }
+    held
+}
+
+fn everyone_read_welcome_once(w: &World, a: usize, b: usize, c: usize) {
+    assert_eq!(w.texts(b), ["welcome"]);
+    assert_eq!(w.texts(c), ["welcome"]);
+    for i in [a, b, c] {
+        assert_eq!(w.errors(i), 0, "client {i}: {:?}", w.clients[i].events);
+    }
+    let sent = w.clients[a]
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Sent { .. }))
+        .count();
+    assert_eq!(sent, 1);
+}
+
+#[test]
+fn a_member_who_joins_while_our_sender_key_is_on_its_way_can_read_the_message() {
+    // Alice reads the room (GetRoom) to hand out her Sender Key; Carol joins
+    // before Alice's message goes. Alice hears of it (and reads the room
+    // again) while her key is on its way to Bob, so Carol lacks it: Alice
+    // must hand it to her before sending. Before, she sent at once, and Carol
+    // got a message she had no key for ("no sender key for this room
+    // member"): lost to her.
+    let mut w = World::new();
+    let (a, b, c, room) = porch(&mut w);
+    w.send_room(a, room, "welcome");
+    let reads = w.outgoing(a);
+    assert!(
+        reads.iter().any(|f| matches!(f, ClientFrame::GetRoom(_))),
+        "{reads:?}"
+    );
+    for f in reads {
+        w.relay.handle(a, f);
+    }
+    let now = w.now;
+    w.clients[c].engine().accept_invite(room, now).unwrap();
+    assert!(alone(&mut w, c, |_| false).is_empty());
+    assert_eq!(w.relay.rooms[&room].members.len(), 3);
+    w.drive();
+    everyone_read_welcome_once(&w, a, b, c);
+}
+
+#[test]
+fn a_room_message_in_flight_when_a_member_joins_is_refused_and_sent_again_to_all() {
+    // Alice's SendRoom is on the wire when Carol joins: the relay, which
+    // would fan it out to Carol too, refuses it (STALE_EPOCH); Alice reads
+    // the room again, hands Carol her key and sends again.
+    let mut w = World::new();
+    let (a, b, c, room) = porch(&mut w);
+    w.send_room(a, room, "welcome");
+    let held = alone(&mut w, a, |f| matches!(f, ClientFrame::SendRoom(_)));
+    assert_eq!(held.len(), 1, "{held:?}");
+    let now = w.now;
+    w.clients[c].engine().accept_invite(room, now).unwrap();
+    assert!(alone(&mut w, c, |_| false).is_empty());
+    assert_eq!(w.relay.rooms[&room].members.len(), 3);
+    for f in held {
+        w.relay.handle(a, f);
+    }
+    w.drive();
+    assert_eq!(w.relay.room_sends_refused, 1);
+    everyone_read_welcome_once(&w, a, b, c);
+}
+
 #[test]
 fn a_member_whose_devices_we_forgot_still_gets_our_sender_key() {
     // Alice's contact record for Bob lists no device (a prekey reply without the device empties

@@ -92,8 +92,9 @@ codes! {
     REGISTRATION_LIMITED = 306,
 
     // 4xx: messages.
-    /// The copies of a send do not match the account's devices.
-    /// Detail: `Devices`.
+    /// The copies of a send do not match the account's devices (detail:
+    /// `Devices`), or a room send's `devices` digest does not match the
+    /// members' devices (no detail).
     MISMATCHED_DEVICES = 400,
     /// No such recipient.
     UNKNOWN_RECIPIENT = 401,
@@ -105,7 +106,7 @@ codes! {
     NOT_A_MEMBER = 501,
     /// Your role does not allow this.
     FORBIDDEN = 502,
-    /// The change names an old epoch. Detail: `Epoch`.
+    /// The change, or room send, names an old epoch. Detail: `Epoch`.
     STALE_EPOCH = 503,
     /// The room name is taken.
     ROOM_NAME_TAKEN = 504,

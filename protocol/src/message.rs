@@ -276,8 +276,39 @@ pub struct SendRoom {
     pub message_id: MessageId,
     /// The room.
     pub room: RoomId,
+    /// The room's membership epoch as the sender knows it. The relay refuses
+    /// the message with `STALE_EPOCH` unless it is current: a member who
+    /// joined since would get a message the sender never gave a Sender Key
+    /// for.
+    pub epoch: u64,
+    /// [`room_devices_digest`] of the member devices the sender handed its
+    /// Sender Key to (every member device but its own). The relay refuses the
+    /// message with `MISMATCHED_DEVICES` unless it matches the devices it
+    /// would fan out to (a member added or removed a device).
+    pub devices: FixedBytes<32>,
     /// Sender Key ciphertext (opaque to the relay).
     pub ciphertext: BoundedBytes<MAX_CIPHERTEXT_LEN>,
+}
+
+/// Domain separation for [`room_devices_digest`].
+pub const ROOM_DEVICES_DOMAIN: &[u8] = b"spider room devices v1";
+
+/// The digest a [`SendRoom`] carries of the devices it is meant for:
+/// SHA-256 over [`ROOM_DEVICES_DOMAIN`], then for each device in ascending
+/// order (user bytes, then device number), without repeats, the user's 16
+/// bytes and the device number as a big-endian u32.
+pub fn room_devices_digest(devices: impl IntoIterator<Item = DeviceAddress>) -> FixedBytes<32> {
+    use sha2::Digest as _;
+    let mut all: Vec<DeviceAddress> = devices.into_iter().collect();
+    all.sort_unstable();
+    all.dedup();
+    let mut h = sha2::Sha256::new();
+    h.update(ROOM_DEVICES_DOMAIN);
+    for d in &all {
+        h.update(d.user.as_bytes());
+        h.update(d.device.0.to_be_bytes());
+    }
+    FixedBytes(h.finalize().into())
 }
 
 /// The message is durable on the relay: the sender may forget it.

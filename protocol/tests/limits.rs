@@ -150,6 +150,8 @@ fn largest_client_frames_fit_their_kind_maximum() {
         req: REQ,
         message_id: MessageId::from_bytes([0xff; 16]),
         room: RoomId::from_bytes([0xff; 16]),
+        epoch: u64::MAX,
+        devices: FixedBytes([0xff; 32]),
         ciphertext: bytes(),
     }));
     fits_client(ClientFrame::SendEphemeral(SendEphemeral {
@@ -306,14 +308,15 @@ fn a_field_one_over_its_bound_is_refused_on_decode() {
     // A room message whose ciphertext is MAX_CIPHERTEXT_LEN + 1 bytes: the
     // frame-level maximum might allow the bytes, the field's bound does not.
     let mut body = vec![spider_protocol::ClientKind::SendRoom.tag(), 1];
-    body.extend_from_slice(&[0; 32]);
+    // message id, room, epoch 0, devices digest.
+    body.extend_from_slice(&[0; 32 + 1 + 32]);
     let n = MAX_CIPHERTEXT_LEN + 1;
     body.extend_from_slice(&postcard::to_allocvec(&(n as u32)).unwrap());
     body.extend(std::iter::repeat_n(0u8, n));
     assert!(codec::decode_body::<ClientFrame>(&body).is_err());
     // And exactly at the bound it decodes.
     let mut ok = vec![spider_protocol::ClientKind::SendRoom.tag(), 1];
-    ok.extend_from_slice(&[0; 32]);
+    ok.extend_from_slice(&[0; 32 + 1 + 32]);
     ok.extend_from_slice(&postcard::to_allocvec(&(MAX_CIPHERTEXT_LEN as u32)).unwrap());
     ok.extend(std::iter::repeat_n(0u8, MAX_CIPHERTEXT_LEN));
     assert!(codec::decode_body::<ClientFrame>(&ok).is_ok());

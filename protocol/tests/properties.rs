@@ -142,3 +142,42 @@ proptest! {
         prop_assert!(codec::decode_stream::<ServerFrame>(&header).is_err());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Client and relay list a room's devices in different orders (and the
+    /// client's list may name a device twice): the digest must not depend on
+    /// it, and must change when a device is added or removed.
+    #[test]
+    fn the_room_devices_digest_ignores_order_and_repeats_and_sees_every_device(
+        devices in proptest::collection::vec((any::<[u8; 16]>(), 1u32..9), 0..40),
+        shuffle in any::<u64>(),
+        extra in (any::<[u8; 16]>(), 1u32..9),
+    ) {
+        use spider_protocol::ids::{DeviceAddress, DeviceId, UserId};
+        use spider_protocol::message::room_devices_digest;
+        let addr = |(u, d): ([u8; 16], u32)| DeviceAddress { user: UserId::from_bytes(u), device: DeviceId(d) };
+        let list: Vec<DeviceAddress> = devices.iter().copied().map(addr).collect();
+        let mut other = list.clone();
+        if !other.is_empty() {
+            let by = (shuffle % other.len() as u64) as usize;
+            other.rotate_left(by);
+            other.reverse();
+            let first = other[0];
+            other.push(first);
+        }
+        let d = room_devices_digest(list.iter().copied());
+        prop_assert_eq!(d, room_devices_digest(other));
+        let extra = addr(extra);
+        if !list.contains(&extra) {
+            let mut more = list.clone();
+            more.push(extra);
+            prop_assert_ne!(d, room_devices_digest(more));
+        }
+        if let Some(first) = list.first() {
+            let fewer: Vec<DeviceAddress> = list.iter().copied().filter(|a| a != first).collect();
+            prop_assert_ne!(d, room_devices_digest(fewer));
+        }
+    }
+}

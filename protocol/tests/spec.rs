@@ -876,3 +876,24 @@ fn hex_formatting_is_sixteen_bytes_a_line() {
     assert_eq!(parse_hex(&hex_lines(&b)), Some(b));
     assert_eq!(parse_hex("0g"), None);
 }
+
+#[test]
+fn doc_room_devices_digest_examples_match_the_code() {
+    use spider_protocol::ids::{DeviceAddress, DeviceId, UserId};
+    use spider_protocol::message::room_devices_digest;
+    let doc = read_doc();
+    let dev = |u: u8, d: u32| DeviceAddress {
+        user: UserId::from_bytes([u; 16]),
+        device: DeviceId(d),
+    };
+    // Out of order and with a repeat, as a client might list them.
+    let three = room_devices_digest([dev(0xbb, 1), dev(0xaa, 2), dev(0xaa, 1), dev(0xaa, 2)]);
+    let none = room_devices_digest([]);
+    for (what, d) in [("three devices", three), ("no device", none)] {
+        let hex = hex::encode(d.0);
+        assert!(
+            doc.contains(&format!("`{hex}`")),
+            "docs/protocol.md's room devices digest example for {what} should be `{hex}`"
+        );
+    }
+}

@@ -11,6 +11,12 @@
 //! stores its copies without a change in between, so a member removed by a
 //! change gets no copy of any message sent after it, even while online.
 //!
+//! A `SendRoom` names the sender's view of the room (epoch, and a digest of
+//! the member devices it handed its Sender Key to); under the same lock the
+//! relay refuses it unless that view is current, so no device gets a copy it
+//! has no key for (a member who joined, or a device added, since the sender
+//! read the room).
+//!
 //! A change is stored as an `EnvelopeBody::RoomChange` envelope (random
 //! message id, `from` = the actor) in the mailbox of every device of every
 //! account that could see the room before or after it (members and invitees,
@@ -30,7 +36,7 @@ use spider_protocol::ids::{DeviceAddress, LinkToken, MessageId, RoomId, Seq, Use
 use spider_protocol::message::{
     ChangeRoom, Done, Envelope, EnvelopeBody, Ephemeral, GetRoom, LinkCreated, LinkInfo, ListRooms,
     Member, ResolveLink, Role, RoomAction, RoomInfo, RoomList, RoomRef, RoomSummary, SendRoom,
-    Sent, SignedRoomChange,
+    Sent, SignedRoomChange, room_devices_digest,
 };
 use spider_protocol::{ErrorCode, ServerFrame};
 
@@ -456,29 +462,54 @@ fn fan_out(
     users: &BTreeSet<UserId>,
     envelope: &Envelope,
 ) -> Result<(Stored, bool), Refusal> {
-    let quota = shared.config.limits.mailbox_quota;
+    let devices = devices_of(shared, skip, users)?;
+    store_for(shared, &devices, envelope)
+}
+
+/// Every device of `users` but `skip`, in ascending order.
+fn devices_of(
+    shared: &Shared,
+    skip: DeviceAddress,
+    users: &BTreeSet<UserId>,
+) -> Result<Vec<DeviceAddress>, Refusal> {
     let mut out = Vec::new();
-    let mut full = false;
     for u in users {
         let Some(acc) = shared.store.account(*u)? else {
             continue;
         };
-        for d in &acc.devices {
-            let dev = DeviceAddress {
+        let mut devs: Vec<DeviceAddress> = acc
+            .devices
+            .iter()
+            .map(|d| DeviceAddress {
                 user: *u,
                 device: d.device,
-            };
-            if dev == skip {
-                continue;
-            }
-            match shared
-                .store
-                .enqueue(dev, envelope.message_id, envelope, quota)?
-            {
-                Enqueued::Stored(seq) => out.push((dev, seq, envelope.clone())),
-                Enqueued::Duplicate(_) => {}
-                Enqueued::Full => full = true,
-            }
+            })
+            .filter(|dev| *dev != skip)
+            .collect();
+        devs.sort_unstable();
+        out.extend(devs);
+    }
+    Ok(out)
+}
+
+/// Stores `envelope` for each of `devices`. Returns what to push after the
+/// flush, and whether some mailbox was full.
+fn store_for(
+    shared: &Shared,
+    devices: &[DeviceAddress],
+    envelope: &Envelope,
+) -> Result<(Stored, bool), Refusal> {
+    let quota = shared.config.limits.mailbox_quota;
+    let mut out = Vec::new();
+    let mut full = false;
+    for dev in devices {
+        match shared
+            .store
+            .enqueue(*dev, envelope.message_id, envelope, quota)?
+        {
+            Enqueued::Stored(seq) => out.push((*dev, seq, envelope.clone())),
+            Enqueued::Duplicate(_) => {}
+            Enqueued::Full => full = true,
         }
     }
     Ok((out, full))
@@ -606,8 +637,29 @@ pub(crate) async fn send(
         if room.role(me.addr.user).is_none() {
             return Err(refuse(ErrorCode::NOT_A_MEMBER, "you are not a member"));
         }
+        // The sender must have handed its Sender Key to exactly the devices
+        // that get this copy: a member who joined, or a device added, since
+        // the sender last read the room would get a message it cannot read.
+        if s.epoch != room.epoch {
+            return Err(Refusal {
+                detail: ErrorDetail::Epoch {
+                    current: room.epoch,
+                },
+                ..refuse(
+                    ErrorCode::STALE_EPOCH,
+                    "the room changed; read it again, hand your Sender Key to new members, and resend",
+                )
+            });
+        }
         let users: BTreeSet<UserId> = room.members.iter().map(|m| m.0).collect();
-        fan_out(shared, me.addr, &users, &envelope)?
+        let devices = devices_of(shared, me.addr, &users)?;
+        if room_devices_digest(devices.iter().copied()) != s.devices {
+            return Err(refuse(
+                ErrorCode::MISMATCHED_DEVICES,
+                "a member's devices changed; read the room again, hand your Sender Key to new devices, and resend",
+            ));
+        }
+        store_for(shared, &devices, &envelope)?
     };
     shared.flush().await?;
     push_all(shared, to_push);

@@ -11,9 +11,9 @@ use spider_protocol::bytes::{BoundedBytes, FixedBytes};
 use spider_protocol::error::ErrorDetail;
 use spider_protocol::ids::{DeviceAddress, LinkToken, MessageId, RoomId, Seq, Timestamp};
 use spider_protocol::message::{
-    Ack, ChangeRoom, EditContact, EnvelopeBody, EphemeralTarget, GetRoom, ListContacts, ListRooms,
-    Presence, PresenceStatus, ResolveLink, Role, RoomAction, RoomChange, RoomRef, SendEphemeral,
-    SendRoom, SetPresence, SignedRoomChange,
+    Ack, AddDevice, ChangeRoom, EditContact, EnvelopeBody, EphemeralTarget, GetRoom, ListContacts,
+    ListRooms, Presence, PresenceStatus, ResolveLink, Role, RoomAction, RoomChange, RoomRef,
+    SendEphemeral, SendRoom, SetPresence, SignedRoomChange, room_devices_digest,
 };
 use spider_protocol::name::RoomName;
 use spider_protocol::{ClientFrame, ErrorCode, ServerFrame};
@@ -181,21 +181,68 @@ async fn next_direct(c: &mut Client) -> Vec<u8> {
     }
 }
 
-async fn send_room(c: &mut Client, room: RoomId, text: &[u8]) -> ServerFrame {
+/// The epoch and member-device digest a `SendRoom` from `who` must name, as
+/// `GetRoom` reads them (epoch 0 and a digest of nothing when `who` may not
+/// read the room).
+async fn room_view(who: &Account, c: &mut Client, room: RoomId) -> (u64, FixedBytes<32>) {
+    let me = DeviceAddress {
+        user: who.user,
+        device: who.device,
+    };
     let req = c.req();
-    let id = mid();
+    c.send(ClientFrame::GetRoom(GetRoom {
+        req,
+        room: RoomRef::Id(room),
+    }))
+    .await;
+    match c.expect_np().await {
+        ServerFrame::RoomInfo(info) => {
+            let devices = info.members.iter().flat_map(|m| {
+                m.devices
+                    .iter()
+                    .map(|d| DeviceAddress {
+                        user: m.user,
+                        device: *d,
+                    })
+                    .filter(|a| *a != me)
+                    .collect::<Vec<_>>()
+            });
+            (info.epoch, room_devices_digest(devices))
+        }
+        ServerFrame::Error(_) => (0, room_devices_digest([])),
+        f => panic!("unexpected reply to GetRoom: {f:?}"),
+    }
+}
+
+/// A room message from `who`, naming the room as `GetRoom` shows it now.
+async fn send_room(who: &Account, c: &mut Client, room: RoomId, text: &[u8]) -> ServerFrame {
+    let (epoch, devices) = room_view(who, c, room).await;
+    send_room_as(c, room, epoch, devices, mid(), text).await
+}
+
+async fn send_room_as(
+    c: &mut Client,
+    room: RoomId,
+    epoch: u64,
+    devices: FixedBytes<32>,
+    id: MessageId,
+    text: &[u8],
+) -> ServerFrame {
+    let req = c.req();
     c.send(ClientFrame::SendRoom(SendRoom {
         req,
         message_id: id,
         room,
+        epoch,
+        devices,
         ciphertext: BoundedBytes::new(text.to_vec()).unwrap(),
     }))
     .await;
     c.expect_np().await
 }
 
-async fn sent(c: &mut Client, room: RoomId, text: &[u8]) {
-    match send_room(c, room, text).await {
+async fn sent(who: &Account, c: &mut Client, room: RoomId, text: &[u8]) {
+    match send_room(who, c, room, text).await {
         ServerFrame::Sent(_) => {}
         f => panic!("room send refused: {f:?}"),
     }
@@ -211,6 +258,109 @@ async fn marker(from: &mut Client, to: &Account, text: &[u8]) {
         ServerFrame::Sent(_) => {}
         f => panic!("marker refused: {f:?}"),
     }
+}
+
+/// A sender whose view of the room is out of date (a member joined, or a
+/// member added a device, since it read the room) would hand a copy to a
+/// device it never gave its Sender Key: the relay refuses the message, stores
+/// no copy for anyone, and takes it once the sender names the current room.
+#[tokio::test]
+async fn a_room_message_from_a_stale_view_of_the_room_is_refused_and_reaches_no_one() {
+    let relay = start_relay().await;
+    let (alice, mut a) = register(&relay, Transport::Quic, "alice").await;
+    let (bob, mut b) = register(&relay, Transport::Ws, "bob").await;
+    let (carol, mut c) = register(&relay, Transport::Quic, "carol").await;
+    let (room, e) = create(&alice, &mut a, &room_name("stale")).await;
+    let e = ok(
+        &alice,
+        &mut a,
+        room,
+        e,
+        RoomAction::Invite { user: bob.user },
+    )
+    .await;
+    assert!(matches!(
+        next_change(&mut b).await,
+        RoomAction::Invite { .. }
+    ));
+    let e = ok(&bob, &mut b, room, e, RoomAction::Accept).await;
+    assert!(matches!(next_change(&mut a).await, RoomAction::Accept));
+    // Alice reads the room: herself and bob.
+    let (old_epoch, old_devices) = room_view(&alice, &mut a, room).await;
+    assert_eq!(old_epoch, e);
+
+    // Carol joins before alice's message goes.
+    let e = ok(
+        &alice,
+        &mut a,
+        room,
+        e,
+        RoomAction::Invite { user: carol.user },
+    )
+    .await;
+    assert!(matches!(
+        next_change(&mut c).await,
+        RoomAction::Invite { .. }
+    ));
+    let e = ok(&carol, &mut c, room, e, RoomAction::Accept).await;
+    assert!(matches!(
+        next_change(&mut b).await,
+        RoomAction::Invite { .. }
+    ));
+    assert!(matches!(next_change(&mut b).await, RoomAction::Accept));
+    assert!(matches!(next_change(&mut a).await, RoomAction::Accept));
+    let id = mid();
+    match send_room_as(&mut a, room, old_epoch, old_devices, id, b"stale").await {
+        ServerFrame::Error(err) => {
+            assert_eq!(err.code, ErrorCode::STALE_EPOCH);
+            assert_eq!(err.detail, ErrorDetail::Epoch { current: e });
+        }
+        f => panic!("a send from a stale epoch was taken: {f:?}"),
+    }
+    // The right epoch with the old member list is refused too.
+    assert_eq!(
+        refused(send_room_as(&mut a, room, e, old_devices, id, b"stale").await),
+        ErrorCode::MISMATCHED_DEVICES
+    );
+
+    // Bob adds a second device: same epoch, one more device.
+    let (epoch, devices) = room_view(&alice, &mut a, room).await;
+    assert_eq!(epoch, e);
+    let new = Identity::new();
+    let mut b2 = Client::connect(&relay, Transport::Ws).await;
+    let w = b2.hello().await;
+    let req = b2.req();
+    b2.send(ClientFrame::AddDevice(AddDevice {
+        req,
+        user: bob.user,
+        identity: new.keys.clone(),
+        // Enough one-time prekeys that the relay does not ask for more.
+        prekeys: new.prekeys(1, 25, 25),
+        approver: bob.device,
+        approval: bob.id.approve(bob.user, &new.keys.signing.0),
+        auth: new.auth(&relay.name, &b2.exporter, &w.challenge.0),
+    }))
+    .await;
+    assert!(matches!(b2.expect().await, ServerFrame::AuthOk(_)));
+    assert!(matches!(b2.expect().await, ServerFrame::CaughtUp(_)));
+    assert_eq!(
+        refused(send_room_as(&mut a, room, epoch, devices, id, b"stale").await),
+        ErrorCode::MISMATCHED_DEVICES
+    );
+
+    // Read again: taken, and the first room message every device gets (the
+    // refused tries stored nothing).
+    let (epoch, devices) = room_view(&alice, &mut a, room).await;
+    let f = send_room_as(&mut a, room, epoch, devices, id, b"current").await;
+    assert!(matches!(f, ServerFrame::Sent(s) if s.message_id == id));
+    for cl in [&mut b, &mut c, &mut b2] {
+        assert_eq!(next_msg(cl).await, b"current");
+    }
+    a.close().await;
+    b.close().await;
+    b2.close().await;
+    c.close().await;
+    relay.stop().await;
 }
 
 /// Alice owns a room with bob and carol as members. Returns the epoch.
@@ -256,20 +406,14 @@ async fn three_member_room_each_member_gets_each_message_once() {
     // Sent twice with one message id (a retransmission): acked twice,
     // stored and delivered once.
     let id = mid();
+    let (epoch, devices) = room_view(&alice, &mut a, room).await;
     for _ in 0..2 {
-        let req = a.req();
-        a.send(ClientFrame::SendRoom(SendRoom {
-            req,
-            message_id: id,
-            room,
-            ciphertext: BoundedBytes::new(b"from alice".to_vec()).unwrap(),
-        }))
-        .await;
-        assert!(matches!(a.expect_np().await, ServerFrame::Sent(s) if s.message_id == id));
+        let f = send_room_as(&mut a, room, epoch, devices, id, b"from alice").await;
+        assert!(matches!(f, ServerFrame::Sent(s) if s.message_id == id));
     }
     assert_eq!(next_msg(&mut b).await, b"from alice");
     assert_eq!(next_msg(&mut c).await, b"from alice");
-    sent(&mut b, room, b"from bob").await;
+    sent(&bob, &mut b, room, b"from bob").await;
     assert_eq!(next_msg(&mut c).await, b"from bob");
     assert_eq!(next_msg(&mut a).await, b"from bob");
     // Nothing more: the next thing each gets is a marker.
@@ -305,7 +449,7 @@ async fn three_member_room_each_member_gets_each_message_once() {
         f => panic!("{f:?}"),
     }
     // A stranger learns nothing, and cannot send.
-    let (_dave, mut d) = register(&relay, Transport::Ws, "dave").await;
+    let (dave, mut d) = register(&relay, Transport::Ws, "dave").await;
     let req = d.req();
     d.send(ClientFrame::GetRoom(GetRoom {
         req,
@@ -314,7 +458,7 @@ async fn three_member_room_each_member_gets_each_message_once() {
     .await;
     assert_eq!(refused(d.expect_np().await), ErrorCode::UNKNOWN_ROOM);
     assert_eq!(
-        refused(send_room(&mut d, room, b"spam").await),
+        refused(send_room(&dave, &mut d, room, b"spam").await),
         ErrorCode::NOT_A_MEMBER
     );
     // The name is taken; reserved names are refused.
@@ -378,7 +522,7 @@ async fn pending_invitations_are_listed_and_can_be_declined() {
     }
     // Not a member yet: cannot send.
     assert_eq!(
-        refused(send_room(&mut b, room, b"early").await),
+        refused(send_room(&bob, &mut b, room, b"early").await),
         ErrorCode::NOT_A_MEMBER
     );
     assert!(matches!(
@@ -416,7 +560,7 @@ async fn offline_member_gets_room_messages_and_changes_in_order_on_reconnect() {
     assert!(matches!(next_change(&mut a).await, RoomAction::Accept));
     b.close().await;
 
-    sent(&mut a, room, b"one").await;
+    sent(&alice, &mut a, room, b"one").await;
     let e = ok(
         &alice,
         &mut a,
@@ -431,9 +575,9 @@ async fn offline_member_gets_room_messages_and_changes_in_order_on_reconnect() {
     ));
     let _ = ok(&carol, &mut c, room, e, RoomAction::Accept).await;
     assert!(matches!(next_change(&mut a).await, RoomAction::Accept));
-    sent(&mut a, room, b"two").await;
+    sent(&alice, &mut a, room, b"two").await;
     assert_eq!(next_msg(&mut c).await, b"two");
-    sent(&mut c, room, b"three").await;
+    sent(&carol, &mut c, room, b"three").await;
 
     for t in [Transport::Quic, Transport::Ws] {
         let (mut b, okf) = login(&relay, t, &bob).await;
@@ -466,15 +610,15 @@ async fn kicked_member_gets_the_kick_and_nothing_after_it() {
     let (room, e) = create(&alice, &mut a, &room_name("kick")).await;
     let e = three_member_room(&alice, &mut a, &bob, &mut b, &carol, &mut c, room, e).await;
 
-    sent(&mut a, room, b"before").await;
+    sent(&alice, &mut a, room, b"before").await;
     assert_eq!(next_msg(&mut b).await, b"before");
     assert_eq!(next_msg(&mut c).await, b"before");
     let _ = ok(&alice, &mut a, room, e, RoomAction::Kick { user: bob.user }).await;
-    sent(&mut a, room, b"after").await;
+    sent(&alice, &mut a, room, b"after").await;
     // Carol sees the kick and alice's message, and sends one.
     assert!(matches!(next_change(&mut c).await, RoomAction::Kick { .. }));
     assert_eq!(next_msg(&mut c).await, b"after");
-    sent(&mut c, room, b"after too").await;
+    sent(&carol, &mut c, room, b"after too").await;
     assert_eq!(next_msg(&mut a).await, b"after too");
     // Bob, online: the kick, then (after the marker proves the queue is
     // drained past the sends) nothing else.
@@ -482,7 +626,7 @@ async fn kicked_member_gets_the_kick_and_nothing_after_it() {
     marker(&mut a, &bob, b"marker").await;
     assert_eq!(next_direct(&mut b).await, b"marker");
     assert_eq!(
-        refused(send_room(&mut b, room, b"still here?").await),
+        refused(send_room(&bob, &mut b, room, b"still here?").await),
         ErrorCode::NOT_A_MEMBER
     );
     // And on reconnect bob's mailbox holds nothing.
@@ -1042,7 +1186,7 @@ async fn room_limits_refuse_and_other_rooms_keep_working() {
     assert!(matches!(next_change(&mut d).await, RoomAction::Invite { user } if user == dave.user));
     ok(&dave, &mut d, other, e, RoomAction::Accept).await;
     assert!(matches!(next_change(&mut c).await, RoomAction::Accept));
-    sent(&mut c, other, b"still works").await;
+    sent(&carol, &mut c, other, b"still works").await;
     assert_eq!(next_msg(&mut d).await, b"still works");
     // And bob, invited to the full room, still joins it.
     assert!(matches!(next_change(&mut b).await, RoomAction::Invite { user } if user == bob.user));

@@ -50,8 +50,9 @@ use spider_protocol::ids::{
 };
 use spider_protocol::keys::{KemPreKey, PreKeyUpload, SignedPreKey};
 use spider_protocol::message::{
-    Ack, ChangeRoom, DeviceCiphertext, EnvelopeBody, ErrorFrame, Login, Ping, Pong, Register,
-    RoomAction, RoomChange, SendDirect, SendRoom, SignedRoomChange, Welcome,
+    Ack, ChangeRoom, DeviceCiphertext, EnvelopeBody, ErrorFrame, GetRoom, Login, Ping, Pong,
+    Register, RoomAction, RoomChange, RoomRef, SendDirect, SendRoom, SignedRoomChange, Welcome,
+    room_devices_digest,
 };
 use spider_protocol::name::{RoomName, Username};
 use spider_protocol::{ClientFrame, ServerFrame, version};
@@ -184,7 +185,9 @@ struct Account {
 #[derive(Debug, Clone, Copy)]
 enum Dest {
     Direct(spider_protocol::ids::UserId),
-    Room(RoomId),
+    /// A room, with the sender's view of it that the relay checks: its epoch and the digest of
+    /// the member devices it fans out to.
+    Room(RoomId, u64, FixedBytes<32>),
 }
 
 /// One envelope, kept until the relay says `Sent` (or refuses it).
@@ -214,10 +217,12 @@ impl Env {
                         .map_err(|_| anyhow!("one copy is always allowed"))?,
                 })
             }
-            Dest::Room(room) => ClientFrame::SendRoom(SendRoom {
+            Dest::Room(room, epoch, devices) => ClientFrame::SendRoom(SendRoom {
                 req,
                 message_id,
                 room,
+                epoch,
+                devices,
                 ciphertext: BoundedBytes::new(self.payload.to_vec())
                     .map_err(|_| anyhow!("payload too large for one ciphertext"))?,
             }),
@@ -256,6 +261,9 @@ pub struct SpiderSender {
     directory: Directory,
     account: Arc<Account>,
     next_control: AtomicU32,
+    /// Rooms' epochs and member-device digests, read once before the first post (the scenario
+    /// posts only once the room is full, so the view stays current).
+    rooms: HashMap<RoomId, (u64, FixedBytes<32>)>,
 }
 
 impl std::fmt::Debug for SpiderSender {
@@ -460,6 +468,7 @@ impl Target for SpiderTarget {
                 directory: Arc::clone(&self.directory),
                 account,
                 next_control: AtomicU32::new(CONTROL_REQ_BASE),
+                rooms: HashMap::new(),
             },
             SpiderReceiver { rx },
         ))
@@ -914,6 +923,37 @@ impl SpiderSender {
             .map_err(|_| anyhow!("connection closed before the reply"))
     }
 
+    /// What `SendRoom` must name: the room's epoch and the digest of its member devices but
+    /// this one, as `GetRoom` reads them.
+    async fn room_view(&mut self, room: RoomId) -> anyhow::Result<(u64, FixedBytes<32>)> {
+        let me = self.account.addr;
+        match self
+            .request(|req| {
+                ClientFrame::GetRoom(GetRoom {
+                    req,
+                    room: RoomRef::Id(room),
+                })
+            })
+            .await?
+        {
+            ServerFrame::RoomInfo(info) => {
+                let devices = info.members.iter().flat_map(|m| {
+                    m.devices
+                        .iter()
+                        .map(|d| DeviceAddress {
+                            user: m.user,
+                            device: *d,
+                        })
+                        .filter(|a| *a != me)
+                        .collect::<Vec<_>>()
+                });
+                Ok((info.epoch, room_devices_digest(devices)))
+            }
+            ServerFrame::Error(e) => bail!("reading a room: {}", describe(&e)),
+            other => bail!("reading a room: unexpected reply {other:?}"),
+        }
+    }
+
     /// Signs and submits a room change; returns the relay's reply.
     async fn change(
         &mut self,
@@ -1026,8 +1066,17 @@ impl RoomSender for SpiderSender {
         seq: u64,
         payload: Bytes,
     ) -> anyhow::Result<()> {
+        let id = RoomId::from_bytes(room.id);
+        let (epoch, devices) = match self.rooms.get(&id) {
+            Some(v) => *v,
+            None => {
+                let v = self.room_view(id).await?;
+                self.rooms.insert(id, v);
+                v
+            }
+        };
         self.submit(Env {
-            dest: Dest::Room(RoomId::from_bytes(room.id)),
+            dest: Dest::Room(id, epoch, devices),
             seq,
             payload,
         })

@@ -98,6 +98,8 @@ pub struct FakeRelay {
     /// A rate limit: refuse the next this many `SendDirect`s with
     /// `RATE_LIMITED`, retry after 500 ms.
     pub refuse_sends: usize,
+    /// `SendRoom`s refused for a stale view of the room.
+    pub room_sends_refused: usize,
 }
 
 fn err(req: Option<RequestId>, code: ErrorCode, detail: ErrorDetail) -> ServerFrame {
@@ -123,6 +125,7 @@ impl FakeRelay {
             fetches: 0,
             now: 1_700_000_000_000,
             leak_room_to: Vec::new(),
+            room_sends_refused: 0,
             hold_pushes: false,
             refuse_sends: 0,
         }
@@ -520,6 +523,36 @@ impl FakeRelay {
                     return self.send(
                         c,
                         err(Some(s.req), ErrorCode::NOT_A_MEMBER, ErrorDetail::None),
+                    );
+                }
+                // As the relay: the sender's view of the room must be current.
+                if s.epoch != r.epoch {
+                    let current = r.epoch;
+                    self.room_sends_refused += 1;
+                    return self.send(
+                        c,
+                        err(
+                            Some(s.req),
+                            ErrorCode::STALE_EPOCH,
+                            ErrorDetail::Epoch { current },
+                        ),
+                    );
+                }
+                let member_devices = r.members.iter().flat_map(|u| {
+                    self.users[u].devices.keys().map(|d| DeviceAddress {
+                        user: *u,
+                        device: *d,
+                    })
+                });
+                if room_devices_digest(member_devices.filter(|a| *a != me)) != s.devices {
+                    self.room_sends_refused += 1;
+                    return self.send(
+                        c,
+                        err(
+                            Some(s.req),
+                            ErrorCode::MISMATCHED_DEVICES,
+                            ErrorDetail::None,
+                        ),
                     );
                 }
                 let targets: Vec<DeviceAddress> = r
