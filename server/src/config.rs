@@ -173,6 +173,15 @@ pub struct Limits {
     /// QUIC transport idle timeout, in milliseconds. 120 s: longer than the
     /// application's `idle_timeout_ms`, so the relay's error frame wins.
     pub quic_idle_timeout_ms: u64,
+    /// Receive and send buffer of the QUIC listener's UDP socket, in bytes.
+    /// 4 MiB: every QUIC connection shares this one socket, and a herd of
+    /// clients coming back after a restart sends thousands of handshake
+    /// packets at once. With the kernel's default (208 KiB) a burst of 2000
+    /// set-ups lost 2 785 datagrams, each loss costing its handshake a 1 s+
+    /// retransmission timeout; with 4 MiB it lost none (docs/benchmarks.md).
+    /// Linux caps it at `net.core.rmem_max` / `wmem_max` (often 208 KiB);
+    /// the relay warns when it got less.
+    pub quic_socket_buffer: usize,
     /// Frames per second one connection may send, sustained. 50: far above
     /// a person typing, enough for a bot; more is refused with
     /// `RATE_LIMITED` and a retry delay.
@@ -277,6 +286,7 @@ impl Default for Limits {
             quic_connection_window: 1024 * 1024,
             quic_send_window: 1024 * 1024,
             quic_idle_timeout_ms: 120_000,
+            quic_socket_buffer: 4 * 1024 * 1024,
             requests_per_second: 50,
             request_burst: 100,
             account_requests_per_second: 100,

@@ -96,8 +96,33 @@ pub(crate) fn endpoint(
         Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
     });
     let runtime = quinn::default_runtime().ok_or_else(|| anyhow::anyhow!("no tokio runtime"))?;
-    let socket = std::net::UdpSocket::bind(addr)?;
+    let socket = udp_socket(addr, limits.quic_socket_buffer)?;
     Ok(quinn::Endpoint::new(config, Some(server), socket, runtime)?)
+}
+
+/// The listener's UDP socket, with `buffer` bytes of receive and send buffer
+/// (as far as the kernel allows: it warns when less).
+fn udp_socket(addr: SocketAddr, buffer: usize) -> anyhow::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: a smaller buffer still works, with more loss in bursts.
+    let _ = socket.set_recv_buffer_size(buffer);
+    let _ = socket.set_send_buffer_size(buffer);
+    // Linux reports twice what it grants (it counts its bookkeeping too).
+    let reported = |n: usize| if cfg!(target_os = "linux") { n / 2 } else { n };
+    let got_recv = reported(socket.recv_buffer_size()?);
+    let got_send = reported(socket.send_buffer_size()?);
+    if got_recv < buffer || got_send < buffer {
+        tracing::warn!(
+            asked = buffer,
+            receive = got_recv,
+            send = got_send,
+            "the QUIC socket's buffers are smaller than configured: handshakes may be lost in \
+             bursts of connections; raise net.core.rmem_max and net.core.wmem_max"
+        );
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
 /// Accepts connections until shutdown.
@@ -300,5 +325,36 @@ impl FrameSink for QuicSink {
             };
             self.conn.close(code.into(), reason);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn kernel_max(name: &str) -> usize {
+        std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn the_udp_socket_gets_the_configured_buffers_as_far_as_the_kernel_allows() {
+        let want = 1024 * 1024;
+        let s = socket2::Socket::from(udp_socket("127.0.0.1:0".parse().unwrap(), want).unwrap());
+        // Linux reports twice what it grants.
+        let recv = s.recv_buffer_size().unwrap() / 2;
+        let send = s.send_buffer_size().unwrap() / 2;
+        assert!(recv >= want.min(kernel_max("rmem_max")), "{recv}");
+        assert!(send >= want.min(kernel_max("wmem_max")), "{send}");
+        // And more than the kernel's default, where the kernel allows it:
+        // the default is what lost handshakes in bursts.
+        if kernel_max("rmem_max") >= want {
+            assert!(recv > kernel_max("rmem_default"), "{recv}");
+        }
+        assert!(s.local_addr().unwrap().as_socket().unwrap().port() != 0);
     }
 }
