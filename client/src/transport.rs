@@ -40,6 +40,11 @@ pub enum TransportChoice {
 /// a network that drops UDP costs a user only a brief wait.
 pub const QUIC_FALLBACK_AFTER: Duration = Duration::from_secs(3);
 
+/// The most a QUIC connect (handshake and control stream) may take. Without
+/// it a relay that is down, or UDP that is dropped, holds the attempt for the
+/// whole [`QUIC_IDLE_TIMEOUT`]: QUIC gets no "connection refused".
+pub const QUIC_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a QUIC connection may be silent before quinn closes it; the
 /// engine pings well within it.
 pub const QUIC_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -194,10 +199,12 @@ pub async fn connect_quic(
         (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
     };
     let endpoint = quinn::Endpoint::client(bind)?;
-    let connection = endpoint
+    let connecting = endpoint
         .connect_with(config, addr, &target.server_name)
-        .map_err(|e| TransportError::Quic(e.to_string()))?
+        .map_err(|e| TransportError::Quic(e.to_string()))?;
+    let connection = tokio::time::timeout(QUIC_CONNECT_TIMEOUT, connecting)
         .await
+        .map_err(|_| TransportError::Timeout)?
         .map_err(|e| TransportError::Quic(e.to_string()))?;
     let mut exporter = [0u8; AUTH_EXPORTER_LEN];
     connection

@@ -170,3 +170,20 @@ async fn websocket_link_carries_frames_and_both_ends_agree_on_the_exporter() {
 fn a_ca_file_without_certificates_is_refused() {
     assert!(spider_client::transport::load_ca(b"not a pem").is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_quic_connect_to_a_relay_that_never_answers_gives_up_after_the_connect_timeout() {
+    // A UDP socket that reads nothing: a relay that is down or a network
+    // that drops UDP. QUIC gets no "connection refused"; without a bound the
+    // attempt lasted QUIC's whole idle timeout (90 s) before the SDK could
+    // try again. (Paused clock: the timers run in virtual time.)
+    use spider_client::transport::{QUIC_CONNECT_TIMEOUT, QUIC_IDLE_TIMEOUT, TransportError};
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let p = pki("relay.test");
+    let start = tokio::time::Instant::now();
+    let r = connect_quic(&target(silent.local_addr().unwrap(), &p.ca_pem)).await;
+    let took = start.elapsed();
+    assert!(matches!(r, Err(TransportError::Timeout)), "{:?}", r.err());
+    assert!(took >= QUIC_CONNECT_TIMEOUT, "{took:?}");
+    assert!(took < QUIC_IDLE_TIMEOUT, "{took:?}");
+}
