@@ -610,6 +610,24 @@ pub struct RoomInfo {
     pub invited: BoundedVec<UserId, MAX_ROOM_MEMBERS>,
 }
 
+impl RoomInfo {
+    /// The [`SendRoom::devices`] digest `sender` names when it sends to this
+    /// room as it stands: every member device but `sender`.
+    pub fn devices_digest(&self, sender: DeviceAddress) -> FixedBytes<32> {
+        room_devices_digest(
+            self.members
+                .iter()
+                .flat_map(|m| {
+                    m.devices.iter().map(|d| DeviceAddress {
+                        user: m.user,
+                        device: *d,
+                    })
+                })
+                .filter(|a| *a != sender),
+        )
+    }
+}
+
 /// Reply to a `CreateLink` change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]

@@ -196,19 +196,7 @@ async fn room_view(who: &Account, c: &mut Client, room: RoomId) -> (u64, FixedBy
     }))
     .await;
     match c.expect_np().await {
-        ServerFrame::RoomInfo(info) => {
-            let devices = info.members.iter().flat_map(|m| {
-                m.devices
-                    .iter()
-                    .map(|d| DeviceAddress {
-                        user: m.user,
-                        device: *d,
-                    })
-                    .filter(|a| *a != me)
-                    .collect::<Vec<_>>()
-            });
-            (info.epoch, room_devices_digest(devices))
-        }
+        ServerFrame::RoomInfo(info) => (info.epoch, info.devices_digest(me)),
         ServerFrame::Error(_) => (0, room_devices_digest([])),
         f => panic!("unexpected reply to GetRoom: {f:?}"),
     }

@@ -52,7 +52,6 @@ use spider_protocol::keys::{KemPreKey, PreKeyUpload, SignedPreKey};
 use spider_protocol::message::{
     Ack, ChangeRoom, DeviceCiphertext, EnvelopeBody, ErrorFrame, GetRoom, Login, Ping, Pong,
     Register, RoomAction, RoomChange, RoomRef, SendDirect, SendRoom, SignedRoomChange, Welcome,
-    room_devices_digest,
 };
 use spider_protocol::name::{RoomName, Username};
 use spider_protocol::{ClientFrame, ServerFrame, version};
@@ -936,19 +935,7 @@ impl SpiderSender {
             })
             .await?
         {
-            ServerFrame::RoomInfo(info) => {
-                let devices = info.members.iter().flat_map(|m| {
-                    m.devices
-                        .iter()
-                        .map(|d| DeviceAddress {
-                            user: m.user,
-                            device: *d,
-                        })
-                        .filter(|a| *a != me)
-                        .collect::<Vec<_>>()
-                });
-                Ok((info.epoch, room_devices_digest(devices)))
-            }
+            ServerFrame::RoomInfo(info) => Ok((info.epoch, info.devices_digest(me))),
             ServerFrame::Error(e) => bail!("reading a room: {}", describe(&e)),
             other => bail!("reading a room: unexpected reply {other:?}"),
         }
