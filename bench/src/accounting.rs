@@ -9,7 +9,11 @@
 //!   independent check is `received = delivered + unexpected`, where `received` is counted live
 //!   at each first arrival);
 //! * `acked_lost` = envelopes the target acknowledged (took responsibility for) but never
-//!   delivered: the figure a durable relay must keep at 0.
+//!   delivered to a receiver that was connected at the end: the figure a durable relay must
+//!   keep at 0;
+//! * `acked_away` = the same for a receiver that had lost its connection and was not back by
+//!   the end of the run (`reconnect-storm`): stored by the relay for a client that did not
+//!   come to get them, so not lost, and not delivered either.
 
 use serde::{Deserialize, Serialize};
 
@@ -136,8 +140,13 @@ pub struct Counts {
     pub foreign: u64,
     /// Envelopes the target acknowledged to their sender.
     pub acked: u64,
-    /// Acknowledged but never delivered (a durable relay must keep this at 0).
+    /// Acknowledged but never delivered to a receiver that was there at the end (a durable
+    /// relay must keep this at 0).
     pub acked_lost: u64,
+    /// Acknowledged and not delivered because the receiver was not back by the end of the run
+    /// (`reconnect-storm` only): part of `lost`, not of `acked_lost`.
+    #[serde(default)]
+    pub acked_away: u64,
     /// Refused by the target with an error frame (`RATE_LIMITED`, ...): part of `lost`, and
     /// each one a failure of the run.
     #[serde(default)]
@@ -147,7 +156,19 @@ pub struct Counts {
 impl Counts {
     /// The counts of one direction.
     pub fn from_direction(t: &DirectionTally) -> Self {
+        Self::from_direction_to(t, false)
+    }
+
+    /// The counts of one direction whose receiver was, or was not (`receiver_away`), connected
+    /// at the end of the run.
+    pub fn from_direction_to(t: &DirectionTally, receiver_away: bool) -> Self {
         let delivered = t.received.count_below(t.sent);
+        let acked_undelivered = t.acked.count_below_not_in(t.sent, &t.received);
+        let (acked_lost, acked_away) = if receiver_away {
+            (0, acked_undelivered)
+        } else {
+            (acked_undelivered, 0)
+        };
         Self {
             sent: t.sent,
             delivered,
@@ -157,7 +178,8 @@ impl Counts {
             unexpected: t.received.len() - delivered,
             foreign: 0,
             acked: t.acked.count_below(t.sent),
-            acked_lost: t.acked.count_below_not_in(t.sent, &t.received),
+            acked_lost,
+            acked_away,
             refused: t.refused,
         }
     }
@@ -173,6 +195,7 @@ impl Counts {
         self.foreign += other.foreign;
         self.acked += other.acked;
         self.acked_lost += other.acked_lost;
+        self.acked_away += other.acked_away;
         self.refused += other.refused;
     }
 
@@ -182,8 +205,8 @@ impl Counts {
     pub fn adds_up(&self) -> bool {
         self.sent == self.delivered + self.lost
             && self.received == self.delivered + self.unexpected
-            && self.acked_lost <= self.acked
-            && self.acked_lost <= self.lost
+            && self.acked_lost + self.acked_away <= self.acked
+            && self.acked_lost + self.acked_away <= self.lost
             && self.refused <= self.lost
     }
 }
@@ -243,6 +266,16 @@ mod tests {
         assert_eq!(c.acked_lost, 2);
         assert_eq!(c.duplicates, 3);
         assert!(c.adds_up());
+        // The same direction to a receiver that never came back: the two acked and undelivered
+        // envelopes are away, not lost by the target; everything else is the same.
+        let mut away = Counts::from_direction_to(&t, true);
+        away.received = 9;
+        assert_eq!((away.acked_lost, away.acked_away), (0, 2));
+        assert_eq!((away.delivered, away.lost, away.acked), (8, 2, 10));
+        assert!(away.adds_up());
+        // More acked-and-undelivered than lost cannot add up.
+        away.acked_away = 3;
+        assert!(!away.adds_up());
     }
 
     #[test]

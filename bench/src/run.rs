@@ -730,7 +730,7 @@ pub fn summary(r: &Report) -> String {
     if matches!(r.scenario.as_str(), "direct" | "room" | "reconnect-storm") {
         let k = &r.counts;
         s += &format!(
-            "  envelopes: sent {} delivered {} lost {} duplicates {} foreign {} acked {} acked-lost {} refused {}\n  rate: {:.0} sent/s, {:.0} delivered/s over {:.2} s{}\n",
+            "  envelopes: sent {} delivered {} lost {} duplicates {} foreign {} acked {} acked-lost {} refused {}{}\n  rate: {:.0} sent/s, {:.0} delivered/s over {:.2} s{}\n",
             k.sent,
             k.delivered,
             k.lost,
@@ -739,6 +739,14 @@ pub fn summary(r: &Report) -> String {
             k.acked,
             k.acked_lost,
             k.refused,
+            if k.acked_away > 0 {
+                format!(
+                    " acked-away {} (stored for clients not back by the end)",
+                    k.acked_away
+                )
+            } else {
+                String::new()
+            },
             r.throughput.sent_per_sec,
             r.throughput.delivered_per_sec,
             r.throughput.send_phase_secs,

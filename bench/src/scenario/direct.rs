@@ -108,6 +108,8 @@ pub async fn run_with<T: Target, O: Outages>(
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connected: Vec<UserId> = Vec::new();
+    // The pairs that send, in the order of `send_tasks` (two per pair).
+    let mut sending_pairs: Vec<(UserId, UserId)> = Vec::new();
 
     // Per direction a -> b: the sender's handle, and which receive tasks hold its arrivals and acks.
     let mut send_tasks: Vec<JoinHandle<u64>> = Vec::new();
@@ -120,6 +122,7 @@ pub async fn run_with<T: Target, O: Outages>(
             continue; // a pair with a failed connection sends nothing (failure already counted)
         };
         connected.extend([a, b]);
+        sending_pairs.push((a, b));
         // Window slots per direction: a -> b is refilled by b's receive task, and vice versa.
         let (win_ab, win_ba) = match mode {
             RateMode::Closed { window } => (
@@ -241,14 +244,22 @@ pub async fn run_with<T: Target, O: Outages>(
     let mut counts = Counts::default();
     let mut latency = Latency::new()?;
     let empty = SeqSet::new();
+    // In a storm, a receiver that lost its connection and was not back by the end could not
+    // get what the relay stored for it: acked and undelivered, but not lost by the relay.
+    let away = |u: UserId| ctx.board.as_ref().is_some_and(|b| b.away(u));
     for (pair, sent) in sent_by.chunks(2).enumerate() {
         let (Some(&sent_ab), Some(&sent_ba)) = (sent.first(), sent.get(1)) else {
+            continue;
+        };
+        let Some(&(a, b)) = sending_pairs.get(pair) else {
             continue;
         };
         let rx_a = received.get(pair * 2).and_then(Option::as_ref);
         let rx_b = received.get(pair * 2 + 1).and_then(Option::as_ref);
         // a -> b: delivered as seen by b, acked as seen by a.
-        for (sent, at_receiver, at_sender) in [(sent_ab, rx_b, rx_a), (sent_ba, rx_a, rx_b)] {
+        for (sent, at_receiver, at_sender, to) in
+            [(sent_ab, rx_b, rx_a, b), (sent_ba, rx_a, rx_b, a)]
+        {
             let tally = DirectionTally {
                 sent,
                 received: at_receiver.map_or_else(|| empty.clone(), |r| r.from_peer.clone()),
@@ -256,7 +267,7 @@ pub async fn run_with<T: Target, O: Outages>(
                 duplicates: at_receiver.map_or(0, |r| r.duplicates),
                 refused: at_sender.map_or(0, |r| r.refused),
             };
-            counts.add(&Counts::from_direction(&tally));
+            counts.add(&Counts::from_direction_to(&tally, away(to)));
         }
         for r in [rx_a, rx_b].into_iter().flatten() {
             counts.received += r.received;

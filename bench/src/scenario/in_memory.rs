@@ -38,6 +38,18 @@ struct MemTarget {
     /// The last envelope delivered to each user (a restart delivers it again: an ack lost in a
     /// crash).
     last_delivered: Mutex<HashMap<UserId, Bytes>>,
+    /// This client does not come back after a restart: what is sent to it from then on is
+    /// acked and kept (counted in `kept`), not delivered.
+    stays_away: Option<UserId>,
+    away_now: AtomicBool,
+    kept: AtomicU64,
+}
+
+impl MemTarget {
+    /// Whether an envelope for `to` is kept for a client that is away instead of delivered.
+    fn keeps_for(&self, to: UserId) -> bool {
+        self.away_now.load(Ordering::SeqCst) && self.stays_away == Some(to)
+    }
 }
 
 /// An envelope sent while the relay was down: recipient, payload, the sender's channel, seq.
@@ -105,6 +117,8 @@ impl EnvelopeSender for MemSender {
         }
         if t.drop_every.is_some_and(|k| n.is_multiple_of(k)) {
             t.dropped.fetch_add(1, Ordering::SeqCst);
+        } else if t.keeps_for(to) {
+            t.kept.fetch_add(1, Ordering::SeqCst);
         } else {
             t.last_delivered.lock().unwrap().insert(to, payload.clone());
             let inbox = t.inboxes.lock().unwrap().get(&to).cloned();
@@ -134,6 +148,10 @@ impl storm::Outages for MemOutages {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let inboxes = t.inboxes.lock().unwrap().clone();
         for (user, inbox) in &inboxes {
+            if t.stays_away == Some(*user) {
+                t.away_now.store(true, Ordering::SeqCst);
+                continue;
+            }
             let _ = inbox.send(Incoming::Reconnected);
             // The ack of the last delivery did not survive: it comes again.
             if let Some(p) = t.last_delivered.lock().unwrap().get(user) {
@@ -143,7 +161,11 @@ impl storm::Outages for MemOutages {
         t.down.store(false, Ordering::SeqCst);
         for (to, payload, own, seq) in t.held.lock().unwrap().drain(..) {
             t.routed.fetch_add(1, Ordering::SeqCst);
-            let _ = inboxes.get(&to).unwrap().send(Incoming::Delivered(payload));
+            if t.keeps_for(to) {
+                t.kept.fetch_add(1, Ordering::SeqCst);
+            } else {
+                let _ = inboxes.get(&to).unwrap().send(Incoming::Delivered(payload));
+            }
             let _ = own.send(Incoming::Acked(seq));
         }
         Ok(Duration::from_millis(20))
@@ -530,4 +552,34 @@ async fn a_restarted_relay_loses_nothing_acked_and_repeats_show_as_duplicates() 
         .unwrap();
     assert!(latency.max_us >= 40_000, "{latency:?}");
     assert_eq!(out.failures, 0, "{:?}", out.errors);
+}
+
+#[tokio::test]
+async fn what_was_kept_for_a_client_that_never_came_back_is_away_not_acked_lost() {
+    // User 1 does not come back after the restart: the relay acks and keeps what is sent to it.
+    // That is not a loss by the relay (`acked_lost` stays 0); it is `acked_away`.
+    let target = Arc::new(Arc::new(MemTarget {
+        stays_away: Some(1),
+        ..MemTarget::default()
+    }));
+    let relay = MemOutages(Arc::clone(&*target));
+    let out = direct::run_with(
+        Arc::clone(&target),
+        &plan(600),
+        2,
+        RateMode::Open { rate: 400.0 },
+        Arc::default(),
+        Some((relay, vec![storm::StopSignal::Kill])),
+    )
+    .await
+    .unwrap();
+    let c = out.counts;
+    let kept = target.kept.load(Ordering::SeqCst);
+    assert!(kept > 10, "user 1 was sent to after the restart: {kept}");
+    assert_eq!((c.acked_lost, c.acked_away), (0, kept), "{c:?}");
+    // Everything else was delivered: the kept envelopes are all that is missing.
+    assert_eq!(c.lost, kept, "{c:?}");
+    assert!(c.adds_up(), "{c:?}");
+    let storm = out.storm.unwrap();
+    assert_eq!((storm.outages[0].clients, storm.outages[0].back), (4, 3));
 }

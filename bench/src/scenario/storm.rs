@@ -7,7 +7,8 @@
 //! relay had not acknowledged again, under the same message id. For each outage the report gives
 //! how long the relay took to exit and to listen again, and how long after the signal each client
 //! was back, up to the last one; over the whole run, the counts say how many acknowledged
-//! envelopes were lost (`acked_lost`, which a durable relay keeps at 0) and how many arrived twice
+//! envelopes were lost (`acked_lost`, which a durable relay keeps at 0; what was acked for a
+//! client that was not back by the end is `acked_away` instead) and how many arrived twice
 //! (`duplicates`: an envelope delivered but whose ack the relay had not stored is delivered again,
 //! which the SDK drops by message id).
 //!
@@ -115,6 +116,8 @@ pub struct Board {
     clock: RunClock,
     /// Per client (by user id): ns of its last reconnect, 0 if none yet.
     back_ns: Vec<AtomicU64>,
+    /// Per client: ns of its last lost connection, 0 if none yet.
+    down_ns: Vec<AtomicU64>,
     disconnects: AtomicU64,
     reconnects: AtomicU64,
 }
@@ -125,14 +128,27 @@ impl Board {
         Self {
             clock,
             back_ns: (0..users).map(|_| AtomicU64::new(0)).collect(),
+            down_ns: (0..users).map(|_| AtomicU64::new(0)).collect(),
             disconnects: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
         }
     }
 
     /// `user` lost its connection.
-    pub fn down(&self, _user: UserId) {
+    pub fn down(&self, user: UserId) {
         self.disconnects.fetch_add(1, Ordering::Relaxed);
+        if let Some(slot) = self.down_ns.get(user as usize) {
+            slot.store(self.clock.now_ns().max(1), Ordering::Relaxed);
+        }
+    }
+
+    /// Whether `user` lost its connection and has not come back since.
+    pub fn away(&self, user: UserId) -> bool {
+        let at = |v: &Vec<AtomicU64>| {
+            v.get(user as usize)
+                .map_or(0, |s| s.load(Ordering::Relaxed))
+        };
+        at(&self.down_ns) > at(&self.back_ns)
     }
 
     /// `user` is logged in again, now.
@@ -273,6 +289,11 @@ mod tests {
         assert!(board.back_since(1, t0).is_none() && board.back_since(1, 0).is_some());
         assert!(board.back_since(99, 0).is_none());
         assert_eq!(board.totals(), (1, 3));
+        // 0 went down and came back; 3 goes down and stays away.
+        std::thread::sleep(Duration::from_millis(2));
+        board.down(3);
+        assert!(!board.away(0) && !board.away(1) && board.away(3));
+        assert!(!board.away(99));
     }
 
     /// A relay that takes fixed times to stop and start, and brings the board's clients back.
