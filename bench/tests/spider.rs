@@ -187,10 +187,7 @@ async fn direct_over_quic_and_websocket_counts_add_up() {
         // The open-loop schedule is fixed in advance: 200/s for 1 s is 200 envelopes, all sent.
         assert_eq!(r.counts.sent, 200);
     }
-    tokio::time::timeout(Duration::from_secs(30), relay.relay.shutdown())
-        .await
-        .unwrap()
-        .unwrap();
+    stop(relay).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,10 +221,7 @@ async fn connections_are_registered_held_and_counted() {
         );
         assert_eq!(r.failures, 0, "{:?}", r.errors);
     }
-    tokio::time::timeout(Duration::from_secs(30), relay.relay.shutdown())
-        .await
-        .unwrap()
-        .unwrap();
+    stop(relay).await;
 }
 
 /// What every `room` report must satisfy: one delivery owed per message and other member.
@@ -306,10 +300,7 @@ async fn rooms_add_up(mode: &[&str]) {
         let r = spider_load(&relay, target, &args).await;
         assert_room_counts_add_up(&r, 3, 3);
     }
-    tokio::time::timeout(Duration::from_secs(30), relay.relay.shutdown())
-        .await
-        .unwrap()
-        .unwrap();
+    stop(relay).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -366,10 +357,7 @@ async fn direct_with_e2e_goes_through_the_sdk_engine_and_counts_add_up() {
         assert_direct_counts_add_up(&r, 1);
         assert_eq!(r.counts.sent, 20);
     }
-    tokio::time::timeout(Duration::from_secs(30), relay.relay.shutdown())
-        .await
-        .unwrap()
-        .unwrap();
+    stop(relay).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -379,55 +367,42 @@ async fn clients_leave_from_several_loopback_addresses() {
     // has seen the close, and on a busy machine a QUIC connection of an earlier run was seen
     // holding its slot for over 20 s. (A run is still repeated, for up to 20 s, if it falls
     // short.)
-    let held = |r: &Report| (r.connections.established, r.connections.failed);
     for target in ["spider-quic", "spider-ws"] {
-        let relay = start_relay_with(|c| c.limits.max_connections_per_ip = 2).await;
-        let spread = retry_until(
-            || {
-                spider_load(
-                    &relay,
-                    target,
-                    &[
-                        "--duration",
-                        "1",
-                        "--source-addrs",
-                        "4",
-                        "connections",
-                        "--clients",
-                        "8",
-                    ],
-                )
-            },
-            |r| held(r) == (8, 0),
-        )
-        .await;
+        let spread = connections_per_address_of_two(target, "4", "8", (8, 0)).await;
         assert_eq!(held(&spread), (8, 0), "{:?}", spread.errors);
-        stop(relay).await;
         // From one address, only two of four get in.
-        let relay = start_relay_with(|c| c.limits.max_connections_per_ip = 2).await;
-        let one = retry_until(
-            || {
-                spider_load(
-                    &relay,
-                    target,
-                    &[
-                        "--duration",
-                        "1",
-                        "--source-addrs",
-                        "1",
-                        "connections",
-                        "--clients",
-                        "4",
-                    ],
-                )
-            },
-            |r| held(r) == (2, 2),
-        )
-        .await;
+        let one = connections_per_address_of_two(target, "1", "4", (2, 2)).await;
         assert_eq!(held(&one), (2, 2), "{:?}", one.errors);
         assert!(one.failures >= 2);
-        stop(relay).await;
     }
+}
+
+/// Connections established and failed.
+fn held(r: &Report) -> (u64, u64) {
+    (r.connections.established, r.connections.failed)
+}
+
+/// `connections --clients CLIENTS` from `sources` addresses against a fresh relay that holds two
+/// connections per address, repeated (for up to 20 s) until `held` is `want`.
+async fn connections_per_address_of_two(
+    target: &str,
+    sources: &str,
+    clients: &str,
+    want: (u64, u64),
+) -> Report {
+    let relay = start_relay_with(|c| c.limits.max_connections_per_ip = 2).await;
+    let args = [
+        "--duration",
+        "1",
+        "--source-addrs",
+        sources,
+        "connections",
+        "--clients",
+        clients,
+    ];
+    let report = retry_until(|| spider_load(&relay, target, &args), |r| held(r) == want).await;
+    stop(relay).await;
+    report
 }
 
 async fn stop(relay: Relay) {
@@ -486,10 +461,7 @@ async fn rate_limited_sends_are_failures_and_the_run_does_not_wait_for_them() {
             began.elapsed()
         );
     }
-    tokio::time::timeout(Duration::from_secs(30), relay.relay.shutdown())
-        .await
-        .unwrap()
-        .unwrap();
+    stop(relay).await;
 }
 
 /// `target/debug/spider-relay`, built first (cargo builds only this package's binaries for its

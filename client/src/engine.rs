@@ -1878,16 +1878,12 @@ impl<S: ProfileStore> Engine<S> {
         self.profile.save_room(&st)?;
         let me = self.me()?;
         // Accounts with a member device that lacks our current chain.
-        let mut users = Vec::new();
-        for (u, devs) in &st.members {
-            let lacking = devs
-                .iter()
-                .filter(|d| (*u, **d) != me)
-                .any(|d| !st.distributed_to.contains(&(*u, *d)));
-            if lacking {
-                users.push(*u);
-            }
-        }
+        let mut users: Vec<UserId> = st
+            .lacking_our_chain(me)
+            .into_iter()
+            .map(|(u, _)| u)
+            .collect();
+        users.dedup();
         let mut children = Vec::new();
         for u in users {
             let mut idb = [0u8; 16];
@@ -1951,25 +1947,14 @@ impl<S: ProfileStore> Engine<S> {
         // someone lacks it, and we go round again.
         let st = self.profile.room(&room)?.ok_or(ClientError::UnknownRoom)?;
         let me = self.me()?;
-        let others: Vec<DeviceAddress> = st
-            .members
-            .iter()
-            .flat_map(|(u, devs)| {
-                devs.iter().map(|d| DeviceAddress {
-                    user: *u,
-                    device: *d,
-                })
-            })
-            .filter(|a| (a.user, a.device) != me)
-            .collect();
-        if others
-            .iter()
-            .any(|a| !st.distributed_to.contains(&(a.user, a.device)))
-        {
+        if !st.lacking_our_chain(me).is_empty() {
             self.room_view_stale(id, &ErrorDetail::None, now);
             return Ok(());
         }
-        let devices = room_devices_digest(others);
+        let devices = room_devices_digest(
+            st.devices_but(me)
+                .map(|(user, device)| DeviceAddress { user, device }),
+        );
         let Some(job) = self.jobs.get_mut(&id) else {
             return Ok(());
         };

@@ -121,6 +121,26 @@ pub struct RoomState {
     pub joined: bool,
 }
 
+impl RoomState {
+    /// Every member device but `me`, in member order.
+    pub fn devices_but(&self, me: (UserId, DeviceId)) -> impl Iterator<Item = (UserId, DeviceId)> {
+        self.members
+            .iter()
+            .flat_map(|(u, devs)| devs.iter().map(move |d| (*u, *d)))
+            .filter(move |a| *a != me)
+    }
+
+    /// The member devices but `me` that our current Sender Key chain was not
+    /// given to, in member order.
+    pub fn lacking_our_chain(&self, me: (UserId, DeviceId)) -> Vec<(UserId, DeviceId)> {
+        let given: std::collections::HashSet<&(UserId, DeviceId)> =
+            self.distributed_to.iter().collect();
+        self.devices_but(me)
+            .filter(|a| !given.contains(a))
+            .collect()
+    }
+}
+
 /// Where an outgoing message goes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Target {

@@ -254,26 +254,41 @@ fn a_new_device_of_the_peer_is_found_through_mismatched_devices() {
 }
 
 fn room_of_three(w: &mut World) -> (usize, usize, usize, spider_protocol::ids::RoomId) {
+    let (a, b, c, room) = room_with_carol_invited(w, "garden");
+    let now = w.now;
+    w.clients[c].engine().accept_invite(room, now).unwrap();
+    w.drive();
+    assert_eq!(w.relay.rooms[&room].members.len(), 3);
+    (a, b, c, room)
+}
+
+/// Alice owns room `name` with Bob in it; Carol is invited and has not
+/// joined.
+fn room_with_carol_invited(
+    w: &mut World,
+    name: &str,
+) -> (usize, usize, usize, spider_protocol::ids::RoomId) {
     let a = w.add("alice");
     let b = w.add("bob");
     let c = w.add("carol");
     let now = w.now;
     w.clients[a]
         .engine()
-        .create_room(RoomName::parse("garden").unwrap(), now)
+        .create_room(RoomName::parse(name).unwrap(), now)
         .unwrap();
     w.drive();
     let room = *w.relay.rooms.keys().next().unwrap();
-    for (i, name) in [(b, "bob"), (c, "carol")] {
+    let invite = |w: &mut World, name: &str| {
         let now = w.now;
         let u = w.user(name);
         w.clients[a].engine().invite(room, u, now).unwrap();
         w.drive();
-        let now = w.now;
-        w.clients[i].engine().accept_invite(room, now).unwrap();
-        w.drive();
-    }
-    assert_eq!(w.relay.rooms[&room].members.len(), 3);
+    };
+    invite(w, "bob");
+    let now = w.now;
+    w.clients[b].engine().accept_invite(room, now).unwrap();
+    w.drive();
+    invite(w, "carol");
     (a, b, c, room)
 }
 
@@ -297,30 +312,6 @@ fn room_messages_reach_all_three_members() {
         _ => None,
     });
     assert_eq!(got, Some(Some(room)));
-}
-
-/// Alice owns a room with Bob in it; Carol is invited and has not joined.
-fn porch(w: &mut World) -> (usize, usize, usize, spider_protocol::ids::RoomId) {
-    let a = w.add("alice");
-    let b = w.add("bob");
-    let c = w.add("carol");
-    let now = w.now;
-    w.clients[a]
-        .engine()
-        .create_room(RoomName::parse("porch").unwrap(), now)
-        .unwrap();
-    w.drive();
-    let room = *w.relay.rooms.keys().next().unwrap();
-    for name in ["bob", "carol"] {
-        let now = w.now;
-        let u = w.user(name);
-        w.clients[a].engine().invite(room, u, now).unwrap();
-        w.drive();
-    }
-    let now = w.now;
-    w.clients[b].engine().accept_invite(room, now).unwrap();
-    w.drive();
-    (a, b, c, room)
 }
 
 /// Client `i` and the relay exchange frames, nobody else moves; frames for
@@ -367,7 +358,7 @@ fn a_member_who_joins_while_our_sender_key_is_on_its_way_can_read_the_message() 
     // got a message she had no key for ("no sender key for this room
     // member"): lost to her.
     let mut w = World::new();
-    let (a, b, c, room) = porch(&mut w);
+    let (a, b, c, room) = room_with_carol_invited(&mut w, "porch");
     w.send_room(a, room, "welcome");
     let reads = w.outgoing(a);
     assert!(
@@ -391,7 +382,7 @@ fn a_room_message_in_flight_when_a_member_joins_is_refused_and_sent_again_to_all
     // would fan it out to Carol too, refuses it (STALE_EPOCH); Alice reads
     // the room again, hands Carol her key and sends again.
     let mut w = World::new();
-    let (a, b, c, room) = porch(&mut w);
+    let (a, b, c, room) = room_with_carol_invited(&mut w, "porch");
     w.send_room(a, room, "welcome");
     let held = alone(&mut w, a, |f| matches!(f, ClientFrame::SendRoom(_)));
     assert_eq!(held.len(), 1, "{held:?}");

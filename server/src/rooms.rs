@@ -409,14 +409,14 @@ fn change_locked(
             .room(id)?
             .ok_or_else(|| refuse(ErrorCode::UNKNOWN_ROOM, "no such room"))?;
         if room.epoch != ch.epoch {
-            return Err(stale(room.epoch));
+            return Err(stale(room.epoch, CHANGE_STALE));
         }
         let before: BTreeSet<UserId> = room.users().collect();
         let applied = apply(shared, &mut room, me.addr.user, &ch.action)?;
         let prev = room.epoch;
         room.epoch = prev.saturating_add(1);
         match shared.store.save_room(id, Some(prev), &room) {
-            Err(StoreError::StaleEpoch(e)) => return Err(stale(e)),
+            Err(StoreError::StaleEpoch(e)) => return Err(stale(e, CHANGE_STALE)),
             r => r?,
         }
         (id, room, applied, before, g)
@@ -442,13 +442,17 @@ fn change_locked(
     Ok((room_id, room, applied, to_push))
 }
 
-fn stale(current: u64) -> Refusal {
+/// What a change signed against an old epoch is told.
+const CHANGE_STALE: &str = "the room changed; sign against the current epoch";
+/// What a room message from an old view of the room is told.
+const SEND_STALE: &str =
+    "the room changed; read it again, hand your Sender Key to new members, and resend";
+
+/// `STALE_EPOCH`, with the epoch to use.
+fn stale(current: u64, message: &'static str) -> Refusal {
     Refusal {
         detail: ErrorDetail::Epoch { current },
-        ..refuse(
-            ErrorCode::STALE_EPOCH,
-            "the room changed; sign against the current epoch",
-        )
+        ..refuse(ErrorCode::STALE_EPOCH, message)
     }
 }
 
@@ -466,7 +470,7 @@ fn fan_out(
     store_for(shared, &devices, envelope)
 }
 
-/// Every device of `users` but `skip`, in ascending order.
+/// Every device of `users` but `skip`.
 fn devices_of(
     shared: &Shared,
     skip: DeviceAddress,
@@ -477,17 +481,15 @@ fn devices_of(
         let Some(acc) = shared.store.account(*u)? else {
             continue;
         };
-        let mut devs: Vec<DeviceAddress> = acc
-            .devices
-            .iter()
-            .map(|d| DeviceAddress {
-                user: *u,
-                device: d.device,
-            })
-            .filter(|dev| *dev != skip)
-            .collect();
-        devs.sort_unstable();
-        out.extend(devs);
+        out.extend(
+            acc.devices
+                .iter()
+                .map(|d| DeviceAddress {
+                    user: *u,
+                    device: d.device,
+                })
+                .filter(|dev| *dev != skip),
+        );
     }
     Ok(out)
 }
@@ -641,15 +643,7 @@ pub(crate) async fn send(
         // that get this copy: a member who joined, or a device added, since
         // the sender last read the room would get a message it cannot read.
         if s.epoch != room.epoch {
-            return Err(Refusal {
-                detail: ErrorDetail::Epoch {
-                    current: room.epoch,
-                },
-                ..refuse(
-                    ErrorCode::STALE_EPOCH,
-                    "the room changed; read it again, hand your Sender Key to new members, and resend",
-                )
-            });
+            return Err(stale(room.epoch, SEND_STALE));
         }
         let users: BTreeSet<UserId> = room.members.iter().map(|m| m.0).collect();
         let devices = devices_of(shared, me.addr, &users)?;

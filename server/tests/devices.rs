@@ -213,28 +213,6 @@ async fn an_encrypted_profile_is_stored_and_fetched_as_opaque_bytes() {
     relay.stop().await;
 }
 
-/// `AddDevice` for a new identity on `c`, approved by `owner`'s device.
-async fn add_device(relay: &TestRelay, owner: &Account, c: &mut Client) -> ServerFrame {
-    let new = Identity::new();
-    let w = c.hello().await;
-    let req = c.req();
-    c.send(ClientFrame::AddDevice(AddDevice {
-        req,
-        user: owner.user,
-        identity: new.keys.clone(),
-        prekeys: new.prekeys(1, 5, 5),
-        approver: owner.device,
-        approval: owner.id.approve(owner.user, &new.keys.signing.0),
-        auth: new.auth(&relay.name, &c.exporter, &w.challenge.0),
-    }))
-    .await;
-    let f = c.expect().await;
-    if let ServerFrame::Error(e) = &f {
-        assert_eq!(e.req, Some(req));
-    }
-    f
-}
-
 #[tokio::test]
 async fn devices_over_the_maximum_are_refused_and_others_keep_working() {
     let relay = start_relay_with(|c| c.limits.max_devices = 2).await;

@@ -11,9 +11,9 @@ use spider_protocol::bytes::{BoundedBytes, FixedBytes};
 use spider_protocol::error::ErrorDetail;
 use spider_protocol::ids::{DeviceAddress, LinkToken, MessageId, RoomId, Seq, Timestamp};
 use spider_protocol::message::{
-    Ack, AddDevice, ChangeRoom, EditContact, EnvelopeBody, EphemeralTarget, GetRoom, ListContacts,
-    ListRooms, Presence, PresenceStatus, ResolveLink, Role, RoomAction, RoomChange, RoomRef,
-    SendEphemeral, SendRoom, SetPresence, SignedRoomChange, room_devices_digest,
+    Ack, ChangeRoom, EditContact, EnvelopeBody, EphemeralTarget, GetRoom, ListContacts, ListRooms,
+    Presence, PresenceStatus, ResolveLink, Role, RoomAction, RoomChange, RoomRef, SendEphemeral,
+    SendRoom, SetPresence, SignedRoomChange, room_devices_digest,
 };
 use spider_protocol::name::RoomName;
 use spider_protocol::{ClientFrame, ErrorCode, ServerFrame};
@@ -314,22 +314,11 @@ async fn a_room_message_from_a_stale_view_of_the_room_is_refused_and_reaches_no_
     // Bob adds a second device: same epoch, one more device.
     let (epoch, devices) = room_view(&alice, &mut a, room).await;
     assert_eq!(epoch, e);
-    let new = Identity::new();
     let mut b2 = Client::connect(&relay, Transport::Ws).await;
-    let w = b2.hello().await;
-    let req = b2.req();
-    b2.send(ClientFrame::AddDevice(AddDevice {
-        req,
-        user: bob.user,
-        identity: new.keys.clone(),
-        // Enough one-time prekeys that the relay does not ask for more.
-        prekeys: new.prekeys(1, 25, 25),
-        approver: bob.device,
-        approval: bob.id.approve(bob.user, &new.keys.signing.0),
-        auth: new.auth(&relay.name, &b2.exporter, &w.challenge.0),
-    }))
-    .await;
-    assert!(matches!(b2.expect().await, ServerFrame::AuthOk(_)));
+    assert!(matches!(
+        add_device(&relay, &bob, &mut b2).await,
+        ServerFrame::AuthOk(_)
+    ));
     assert!(matches!(b2.expect().await, ServerFrame::CaughtUp(_)));
     assert_eq!(
         refused(send_room_as(&mut a, room, epoch, devices, id, b"stale").await),

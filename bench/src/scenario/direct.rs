@@ -107,9 +107,8 @@ pub async fn run_with<T: Target, O: Outages>(
             .then(|| Arc::new(Board::new(clock, my_pairs.end as usize * 2))),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
+    // The users of the pairs that send, a then b, in the order of `send_tasks`.
     let mut connected: Vec<UserId> = Vec::new();
-    // The pairs that send, in the order of `send_tasks` (two per pair).
-    let mut sending_pairs: Vec<(UserId, UserId)> = Vec::new();
 
     // Per direction a -> b: the sender's handle, and which receive tasks hold its arrivals and acks.
     let mut send_tasks: Vec<JoinHandle<u64>> = Vec::new();
@@ -122,7 +121,6 @@ pub async fn run_with<T: Target, O: Outages>(
             continue; // a pair with a failed connection sends nothing (failure already counted)
         };
         connected.extend([a, b]);
-        sending_pairs.push((a, b));
         // Window slots per direction: a -> b is refilled by b's receive task, and vice versa.
         let (win_ab, win_ba) = match mode {
             RateMode::Closed { window } => (
@@ -181,7 +179,7 @@ pub async fn run_with<T: Target, O: Outages>(
             start,
             plan.duration,
             Arc::clone(board),
-            connected,
+            connected.clone(),
         ))),
         _ => None,
     };
@@ -251,7 +249,7 @@ pub async fn run_with<T: Target, O: Outages>(
         let (Some(&sent_ab), Some(&sent_ba)) = (sent.first(), sent.get(1)) else {
             continue;
         };
-        let Some(&(a, b)) = sending_pairs.get(pair) else {
+        let (Some(&a), Some(&b)) = (connected.get(pair * 2), connected.get(pair * 2 + 1)) else {
             continue;
         };
         let rx_a = received.get(pair * 2).and_then(Option::as_ref);

@@ -511,9 +511,12 @@ async fn refused_direct_envelopes_free_the_window_and_count_as_failures() {
     );
 }
 
-#[tokio::test]
-async fn a_restarted_relay_loses_nothing_acked_and_repeats_show_as_duplicates() {
-    let target = Arc::new(Arc::new(MemTarget::default()));
+/// Two pairs at 400 envelopes a second for 0.6 s, the relay stopped with each of `signals`.
+async fn storm(
+    target: MemTarget,
+    signals: Vec<storm::StopSignal>,
+) -> (WorkerOutput, Arc<MemTarget>) {
+    let target = Arc::new(Arc::new(target));
     let relay = MemOutages(Arc::clone(&*target));
     let out = direct::run_with(
         Arc::clone(&target),
@@ -521,13 +524,20 @@ async fn a_restarted_relay_loses_nothing_acked_and_repeats_show_as_duplicates() 
         2,
         RateMode::Open { rate: 400.0 },
         Arc::default(),
-        Some((
-            relay,
-            vec![storm::StopSignal::Term, storm::StopSignal::Kill],
-        )),
+        Some((relay, signals)),
     )
     .await
     .unwrap();
+    (out, Arc::clone(&*target))
+}
+
+#[tokio::test]
+async fn a_restarted_relay_loses_nothing_acked_and_repeats_show_as_duplicates() {
+    let (out, _) = storm(
+        MemTarget::default(),
+        vec![storm::StopSignal::Term, storm::StopSignal::Kill],
+    )
+    .await;
     let c = out.counts;
     // 400/s for 0.6 s: 240 envelopes, the ones sent while the relay was down delivered after.
     assert_eq!(c.sent, 240);
@@ -558,21 +568,14 @@ async fn a_restarted_relay_loses_nothing_acked_and_repeats_show_as_duplicates() 
 async fn what_was_kept_for_a_client_that_never_came_back_is_away_not_acked_lost() {
     // User 1 does not come back after the restart: the relay acks and keeps what is sent to it.
     // That is not a loss by the relay (`acked_lost` stays 0); it is `acked_away`.
-    let target = Arc::new(Arc::new(MemTarget {
-        stays_away: Some(1),
-        ..MemTarget::default()
-    }));
-    let relay = MemOutages(Arc::clone(&*target));
-    let out = direct::run_with(
-        Arc::clone(&target),
-        &plan(600),
-        2,
-        RateMode::Open { rate: 400.0 },
-        Arc::default(),
-        Some((relay, vec![storm::StopSignal::Kill])),
+    let (out, target) = storm(
+        MemTarget {
+            stays_away: Some(1),
+            ..MemTarget::default()
+        },
+        vec![storm::StopSignal::Kill],
     )
-    .await
-    .unwrap();
+    .await;
     let c = out.counts;
     let kept = target.kept.load(Ordering::SeqCst);
     assert!(kept > 10, "user 1 was sent to after the restart: {kept}");

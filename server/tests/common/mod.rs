@@ -18,7 +18,8 @@ use spider_protocol::bytes::{BoundedBytes, BoundedString, BoundedVec, FixedBytes
 use spider_protocol::ids::{DeviceId, MessageId, PreKeyId, RequestId, UserId};
 use spider_protocol::keys::{IdentityKeys, KemPreKey, OneTimePreKey, PreKeyUpload, SignedPreKey};
 use spider_protocol::message::{
-    Ack, AuthOk, DeviceCiphertext, EnvelopeBody, Hello, Login, Register, SendDirect, Welcome,
+    Ack, AddDevice, AuthOk, DeviceCiphertext, EnvelopeBody, Hello, Login, Register, SendDirect,
+    Welcome,
 };
 use spider_protocol::name::Username;
 use spider_protocol::{ClientFrame, ErrorCode, FrameDecoder, ServerFrame, codec, version};
@@ -715,6 +716,30 @@ pub struct Account {
 pub fn username(prefix: &str) -> Username {
     let r: [u8; 4] = random();
     Username::parse(&format!("{prefix}{}", u32::from_be_bytes(r) % 1_000_000)).unwrap()
+}
+
+/// `AddDevice` for a new identity on `c`, approved by `owner`'s device; the
+/// reply (`AuthOk`, or an error for this request). It uploads enough one-time
+/// prekeys that the relay does not ask for more.
+pub async fn add_device(relay: &TestRelay, owner: &Account, c: &mut Client) -> ServerFrame {
+    let new = Identity::new();
+    let w = c.hello().await;
+    let req = c.req();
+    c.send(ClientFrame::AddDevice(AddDevice {
+        req,
+        user: owner.user,
+        identity: new.keys.clone(),
+        prekeys: new.prekeys(1, 25, 25),
+        approver: owner.device,
+        approval: owner.id.approve(owner.user, &new.keys.signing.0),
+        auth: new.auth(&relay.name, &c.exporter, &w.challenge.0),
+    }))
+    .await;
+    let f = c.expect().await;
+    if let ServerFrame::Error(e) = &f {
+        assert_eq!(e.req, Some(req));
+    }
+    f
 }
 
 /// Hello, then Register; returns the account and the connected client.
